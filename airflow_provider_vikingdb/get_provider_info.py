@@ -1,0 +1,45 @@
+"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from airflow_provider_vikingdb import __version__
+from airflow_provider_vikingdb.connection_fields import (
+    CONN_TYPE,
+    provider_conn_fields,
+    provider_ui_field_behaviour,
+)
+
+
+def get_provider_info() -> dict:
+    return {
+        "package-name": "airflow-provider-vikingdb",
+        "name": "VikingDB",
+        "description": "VikingDB (Volcengine's managed vector database): signed hook, delete operator, "
+        "index-sync sensor and trigger, and a local VikingDB server for tests.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "VikingDB",
+                "external-doc-url": "https://www.volcengine.com/docs/84313",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": "VikingDB", "python-modules": ["airflow_provider_vikingdb.hooks.vikingdb"]}
+        ],
+        "operators": [
+            {
+                "integration-name": "VikingDB",
+                "python-modules": ["airflow_provider_vikingdb.operators.vikingdb"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": CONN_TYPE,
+                "hook-class-name": "airflow_provider_vikingdb.hooks.vikingdb.VikingDBHook",
+                "hook-name": "VikingDB",
+                "conn-fields": provider_conn_fields(),
+                "ui-field-behaviour": provider_ui_field_behaviour(),
+            }
+        ],
+    }
