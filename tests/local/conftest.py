@@ -1,0 +1,39 @@
+"""Fixtures for the local server's tests. The server fixtures themselves (vikingdb_server,
+vikingdb_server_factory, vikingdb_connection) come from the provider's pytest plugin, which
+these tests therefore exercise too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from vikingdb_signing_client import SigningClient
+
+from airflow_provider_vikingdb.local import LocalVikingDB
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., SigningClient]]:
+    clients: list[SigningClient] = []
+
+    def make(server: LocalVikingDB, **kwargs: Any) -> SigningClient:
+        kwargs.setdefault("ak", server.ak)
+        kwargs.setdefault("sk", server.sk)
+        kwargs.setdefault("region", server.region)
+        client = SigningClient(server.url, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def client(vikingdb_server: LocalVikingDB, make_client: Callable[..., SigningClient]) -> SigningClient:
+    return make_client(vikingdb_server)
+
+
+def string_ids(count: int, prefix: str = "uid_") -> list[str]:
+    return [f"{prefix}{n:05d}" for n in range(count)]
