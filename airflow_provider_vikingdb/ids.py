@@ -43,7 +43,8 @@ def parse_templated_ids(value: object) -> object:
             f"ids rendered to {value!r}: the upstream task returned nothing, did not run yet, "
             f"or is not upstream of this task. {_XCOM_HINT}"
         )
-    if text[0] in "[(" and text[-1] in "])":
+    # Starts or ends like a list: a list's text, perhaps broken, never a single id.
+    if text[0] in "[(" or text[-1] in "])":
         for parse in (json.loads, ast.literal_eval):
             try:
                 return parse(text)

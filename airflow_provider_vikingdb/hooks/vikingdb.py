@@ -561,7 +561,7 @@ class VikingDBHook(BaseHook):
         says which ids were deleted and which were not.
         """
         target = self._target(collection_name, resource_id)
-        label = _label(target)
+        label = describe_target(target)
         if del_all:
             if ids is not None:
                 raise VikingDBConfigError("give either ids or del_all=True, not both")
@@ -633,7 +633,7 @@ class VikingDBHook(BaseHook):
         concurrency = max_concurrency or self.max_concurrency
         total = -(-len(items) // batch_size)
         result = BatchResult(
-            target=_label(target), action=action, ids_requested=len(items), batches_total=total
+            target=describe_target(target), action=action, ids_requested=len(items), batches_total=total
         )
         if not items:
             self.log.info("VikingDB %s on %s: no ids given, nothing sent", action, result.target)
@@ -812,7 +812,8 @@ class VikingDBHook(BaseHook):
 # --------------------------------------------------------------------------- helpers
 
 
-def _label(target: Mapping[str, str]) -> str:
+def describe_target(target: Mapping[str, str]) -> str:
+    """How logs and errors name what is written to: collection 'x' or resource 'y'."""
     ((kind, name),) = target.items()
     return f"collection {name!r}" if kind == "collection_name" else f"resource {name!r}"
 

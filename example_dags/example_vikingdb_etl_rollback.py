@@ -1,0 +1,65 @@
+"""ETL rollback: when a load turns out bad, take back exactly what this run wrote.
+
+``plan_load`` decides the ids of this run's rows *before* anything is written,
+so the rollback knows them even if ``load`` itself fails half-way. ``validate``
+stands in for your data checks: it fails when the ``bad_load`` param is set.
+``rollback`` runs only when ``load`` or ``validate`` failed
+(``trigger_rule="one_failed"``) and deletes this run's ids and nothing else;
+the run still ends failed, so the bad load is visible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
+
+
+@dag(
+    dag_id="vikingdb_etl_rollback",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    params={
+        "collection": Param("documents", type="string"),
+        "rows": Param(250, type="integer", minimum=1, description="Rows this load writes"),
+        "bad_load": Param(False, type="boolean", description="Make validation fail, to see the rollback"),
+    },
+    tags=["vikingdb", "example"],
+)
+def vikingdb_etl_rollback():
+    @task
+    def plan_load() -> list[str]:
+        context = get_current_context()
+        batch = context["run_id"].replace(":", "").replace("+", "")[-24:]
+        return [f"load-{batch}-{n:05d}" for n in range(int(context["params"]["rows"]))]
+
+    @task
+    def load(ids: list[str]) -> int:
+        params = get_current_context()["params"]
+        rows = [{"id": i, "title": f"loaded {i}", "source": "etl"} for i in ids]
+        result = VikingDBHook().upsert(rows, collection_name=params["collection"])
+        return result.ids_done
+
+    @task
+    def validate(written: int) -> None:
+        params = get_current_context()["params"]
+        if params["bad_load"]:
+            raise ValueError(f"validation failed for the {written} rows of this load (bad_load=True)")
+        print(f"{written} rows validated")
+
+    ids = plan_load()
+    checked = validate(load(ids))
+    rollback = VikingDBDeleteOperator(
+        task_id="rollback",
+        collection_name="{{ params.collection }}",
+        ids=ids,
+        trigger_rule="one_failed",
+    )
+    checked >> rollback
+
+
+vikingdb_etl_rollback()

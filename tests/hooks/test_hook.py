@@ -1,0 +1,341 @@
+"""VikingDBHook against the local server: real HTTP on loopback, real signatures."""
+
+import datetime as dt
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_vikingdb.exceptions import VikingDBAuthError, VikingDBConfigError, VikingDBError
+from airflow_provider_vikingdb.hooks.vikingdb import (
+    DELETE_PATH,
+    VikingDBBatchError,
+    VikingDBHook,
+    _read_envelope,
+    sign_headers,
+)
+
+SK = "SK-local-secret-0123456789"
+
+
+@pytest.fixture
+def server(vikingdb_server_factory, monkeypatch):
+    srv = vikingdb_server_factory(collections=("test_coll", "test_coll_int:id:int64"), ak="AK", sk=SK)
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    return srv
+
+
+@pytest.fixture
+def hook(server):
+    hook = VikingDBHook()
+    hook._sleep = lambda seconds: None  # backoff is not what these tests measure
+    yield hook
+    hook.close()
+
+
+def deletes(server):
+    return [r for r in server.requests if r.path == DELETE_PATH]
+
+
+# ---------------------------------------------------------------- signing
+
+
+@pytest.mark.parametrize(
+    ("host", "signed_headers", "signature"),
+    [
+        (
+            None,
+            "content-type;x-content-sha256;x-date",
+            "7140e60f387b16613967f2a6c0428608011f3e0b8d33f99deed7ee67f83b58e0",
+        ),
+        (
+            "api-vikingdb.vikingdb.cn-beijing.volces.com",
+            "content-type;host;x-content-sha256;x-date",
+            "c0db4c025f936641a19b76dc70c7b0cf4ebb98d16e8847995cd91867e41230a0",
+        ),
+    ],
+)
+def test_contract_test_vector_through_the_hooks_signing(monkeypatch, host, signed_headers, signature):
+    from volcengine.auth.SignerV4 import SignerV4
+
+    monkeypatch.setattr(SignerV4, "get_current_format_date", staticmethod(lambda: "20250101T000000Z"))
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    if host:
+        headers["Host"] = host
+    body = json.dumps({"collection_name": "test_coll", "ids": ["uid_001", "uid_002"]}).encode()
+    signed = sign_headers(
+        method="POST",
+        path="/api/vikingdb/data/delete",
+        body=body,
+        headers=headers,
+        access_key="AKTEST",
+        secret_key="SKTEST",
+        region="cn-beijing",
+    )
+    assert signed["X-Content-Sha256"] == "6fa7f3b9aaacc62dc1c54cdb548d0296037dbd3080a32e08c60db2d4b0bb000f"
+    assert signed["Authorization"] == (
+        "HMAC-SHA256 Credential=AKTEST/20250101/cn-beijing/vikingdb/request, "
+        f"SignedHeaders={signed_headers}, Signature={signature}"
+    )
+
+
+def test_the_bytes_sent_are_the_bytes_signed_compact_json(server, hook):
+    server.load("test_coll", [{"id": "é-ü"}])
+    hook.delete(["é-ü"], collection_name="test_coll")
+    (req,) = deletes(server)
+    assert req.auth_ok
+    assert req.body == {"collection_name": "test_coll", "ids": ["é-ü"]}
+    assert "é-ü" not in server.records("test_coll")
+
+
+# ---------------------------------------------------------------- delete
+
+
+def test_delete_250_ids_sends_three_signed_batches_and_the_records_are_gone(server, hook):
+    ids = [f"uid_{i:03d}" for i in range(250)]
+    server.load("test_coll", [{"id": i, "text": "t"} for i in [*ids, "keep_me"]])
+    result = hook.delete(ids, collection_name="test_coll")
+    sent = deletes(server)
+    assert sorted(r.ids_count for r in sent) == [50, 100, 100]
+    assert all(r.auth_ok and r.status == 200 for r in sent)
+    assert sorted(i for r in sent for i in r.body["ids"]) == sorted(ids)
+    assert list(server.records("test_coll")) == ["keep_me"]
+    assert (result.ids_deleted, result.batches, result.batches_total) == (250, 3, 3)
+
+
+def test_delete_by_resource_id_and_int64_ids(server, hook):
+    server.load("test_coll_int", [{"id": i} for i in (1, 2, 2**62)])
+    hook.delete([2**62, 1], resource_id=server.resource_id("test_coll_int"))
+    assert list(server.records("test_coll_int")) == [2]
+
+
+def test_invalid_ids_send_nothing(server, hook):
+    server.load("test_coll", [{"id": "a"}])
+    with pytest.raises(ValueError, match=r"ids\[1\]"):
+        hook.delete(["a", None], collection_name="test_coll")
+    assert deletes(server) == []
+    assert "a" in server.records("test_coll")
+
+
+def test_del_all_sends_one_request_without_ids(server, hook):
+    server.load("test_coll", [{"id": f"x{i}"} for i in range(5)])
+    result = hook.delete(collection_name="test_coll", del_all=True)
+    (req,) = deletes(server)
+    assert req.body == {"collection_name": "test_coll", "del_all": True}
+    assert server.records("test_coll") == {}
+    assert result.del_all and result.batches == 1
+
+
+def test_target_must_be_exactly_one(hook, server):
+    with pytest.raises(VikingDBConfigError, match="exactly one"):
+        hook.delete(["a"])
+    with pytest.raises(VikingDBConfigError, match="exactly one"):
+        hook.delete(["a"], collection_name="c", resource_id="r")
+    assert server.requests == []
+
+
+# ---------------------------------------------------------------- retries and errors
+
+
+def test_throttle_server_error_and_dropped_connection_are_retried_each_attempt_signed_anew(
+    server, hook, monkeypatch
+):
+    from volcengine.auth.SignerV4 import SignerV4
+
+    # A clock that moves one second per signature proves each attempt got its own X-Date.
+    start = dt.datetime.now(dt.timezone.utc)
+    ticks = iter(range(1000))
+    monkeypatch.setattr(
+        SignerV4,
+        "get_current_format_date",
+        staticmethod(lambda: (start + dt.timedelta(seconds=next(ticks))).strftime("%Y%m%dT%H%M%SZ")),
+    )
+    server.load("test_coll", [{"id": "a"}, {"id": "b"}])
+    server.fail_next(DELETE_PATH, status=429, code="TooManyRequests")
+    server.fail_next(DELETE_PATH, status=503, code="ServiceUnavailable")
+    server.drop_next(DELETE_PATH)
+    result = hook.delete(["a", "b"], collection_name="test_coll")
+    assert result.ids_deleted == 2 and result.retries == 3 and result.throttled == 1
+    assert server.records("test_coll") == {}
+    attempts = deletes(server)
+    assert len(attempts) == 4
+    assert [a.status for a in attempts[-1:]] == [200]
+    x_dates = [a.headers["X-Date"] for a in attempts]
+    assert len(set(x_dates)) == 4
+    assert all(a.auth_ok for a in attempts)
+
+
+def test_retry_after_is_honoured(server, hook):
+    delays = []
+    hook._sleep = delays.append
+    server.fail_next(DELETE_PATH, status=503, code="ServiceUnavailable", headers={"Retry-After": "1.5"})
+    hook.delete(["a"], collection_name="test_coll")
+    assert delays == [1.5]
+
+
+def test_backoff_grows_and_gives_up_after_max_retries(server, hook):
+    delays = []
+    hook._sleep = delays.append
+    server.fail_next(DELETE_PATH, times=10, status=500, code="InternalError")
+    with pytest.raises(VikingDBError) as info:
+        hook.delete(["a"], collection_name="test_coll")
+    assert len(deletes(server)) == 1 + hook.config.max_retries
+    assert len(delays) == hook.config.max_retries
+    assert all(0 <= d <= 20 for d in delays)
+    assert "InternalError" in str(info.value)
+
+
+def test_invalid_parameter_fails_after_exactly_one_request(server, hook):
+    server.fail_next(DELETE_PATH, status=400, code="InvalidParameter", message="bad ids")
+    with pytest.raises(VikingDBBatchError) as info:
+        hook.delete(["a"], collection_name="test_coll")
+    assert len(deletes(server)) == 1
+    err = info.value
+    assert err.code == "InvalidParameter" and err.http_status == 400 and err.request_id
+    assert "bad ids" in str(err) and err.request_id in str(err)
+
+
+def test_permanent_error_stops_and_reports_what_was_and_was_not_deleted(server, hook):
+    ids = [f"id{i}" for i in range(450)]
+    server.load("test_coll", [{"id": i} for i in ids])
+    hook.max_concurrency = 1  # strictly one batch after the other: the failure point is exact
+    sent_before_failure = []
+
+    original = hook.request
+
+    def request(path, body=None, **kw):
+        if path == DELETE_PATH and len(sent_before_failure) == 2:
+            server.fail_next(DELETE_PATH, status=404, code="NotFound.VikingdbCollection", message="gone")
+        if path == DELETE_PATH:
+            sent_before_failure.append(body["ids"][0])
+        return original(path, body, **kw)
+
+    hook.request = request
+    with pytest.raises(VikingDBBatchError) as info:
+        hook.delete(ids, collection_name="test_coll", max_concurrency=1)
+    err = info.value
+    assert len(deletes(server)) == 3  # batches 4 and 5 never sent
+    assert err.failed_batches == [3]
+    assert err.done_ids == ids[:200]
+    assert err.not_done_ids == ids[200:]
+    assert sorted(server.records("test_coll")) == sorted(ids[200:])
+    assert "200 of 450 ids in 2 batches" in str(err)
+    assert "batch 3 of 5" in str(err)
+    assert "NotFound.VikingdbCollection" in str(err)
+
+
+def test_wrong_secret_key_says_the_credentials_were_rejected(server, monkeypatch):
+    conn = json.loads(server.connection_json())
+    conn["password"] = "not-the-secret"
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    hook = VikingDBHook()
+    with pytest.raises(VikingDBAuthError, match="credentials were rejected") as info:
+        hook.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    assert info.value.http_status == 401
+    assert len(server.requests) == 1  # a 401 is not retried
+    ok, reason = hook.test_connection()
+    assert not ok and "credentials were rejected" in reason
+
+
+def test_test_connection_proves_the_credentials(server, hook):
+    ok, reason = hook.test_connection()
+    assert ok, reason
+    assert server.requests[-1].auth_ok
+
+
+def test_test_connection_reports_an_unreachable_server(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VIKINGDB_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "vikingdb",
+                "host": "http://127.0.0.1:9",
+                "login": "AK",
+                "password": "SK",
+                "extra": {"region": "cn-beijing", "max_retries": 0, "timeout": 2},
+            }
+        ),
+    )
+    ok, reason = VikingDBHook().test_connection()
+    assert not ok and "could not reach http://127.0.0.1:9" in reason
+
+
+def test_api_key_is_sent_as_bearer(vikingdb_server_factory, monkeypatch):
+    srv = vikingdb_server_factory(collections=("test_coll",), api_key="KEY-123")
+    conn = json.loads(srv.connection_json())
+    conn.pop("login"), conn.pop("password")
+    conn["extra"]["api_key"] = "KEY-123"
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    srv.load("test_coll", [{"id": "a"}])
+    VikingDBHook().delete(["a"], collection_name="test_coll")
+    assert srv.records("test_coll") == {}
+    assert srv.requests[-1].headers["Authorization"] == "Bearer KEY-123"
+
+
+def test_non_json_answer_gives_status_and_start_of_body():
+    import requests
+
+    response = requests.Response()
+    response.status_code = 502
+    response._content = b"<html><body>Bad Gateway from the proxy</body></html>"
+    _, error = _read_envelope(response, DELETE_PATH)
+    assert error.http_status == 502 and error.code == "BadResponse" and error.retryable
+    assert "Bad Gateway from the proxy" in str(error)
+    response._content = b""
+    response.status_code = 403
+    _, error = _read_envelope(response, DELETE_PATH)
+    assert isinstance(error, VikingDBAuthError) and not error.retryable
+
+
+# ---------------------------------------------------------------- other calls
+
+
+def test_upsert_then_fetch_in_collection_and_index(server, hook):
+    rows = [{"id": f"r{i}", "n": i} for i in range(150)]
+    result = hook.upsert(rows, collection_name="test_coll")
+    assert result.batches == 2 and result.to_dict()["ids_written"] == 150
+    got = hook.fetch_in_collection(["r1", "r149", "nope"], collection_name="test_coll")
+    assert sorted(r["id"] for r in got["fetch"]) == ["r1", "r149"]
+    assert got["ids_not_exist"] == ["nope"]
+    in_index = hook.fetch_in_index(["r1"], index_name="test_coll_index", collection_name="test_coll")
+    assert [r["id"] for r in in_index["fetch"]] == ["r1"]
+    assert len(hook.search_random(index_name="test_coll_index", collection_name="test_coll", limit=5)) == 5
+
+
+# ---------------------------------------------------------------- secrets and import cost
+
+
+def test_no_secret_in_any_log_line_repr_or_error(server, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    hook = VikingDBHook()
+    hook._sleep = lambda s: None
+    server.fail_next(DELETE_PATH, status=503, code="ServiceUnavailable")
+    hook.delete(["a"], collection_name="test_coll")
+    server.fail_next(DELETE_PATH, status=400, code="InvalidParameter")
+    with pytest.raises(VikingDBError) as info:
+        hook.delete(["a"], collection_name="test_coll")
+    conn = json.loads(server.connection_json())
+    conn["password"] = SK + "-wrong"
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    bad = VikingDBHook()
+    with pytest.raises(VikingDBAuthError) as auth_info:
+        bad.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    seen = "\n".join(
+        [caplog.text, repr(hook), repr(hook.config), str(info.value), str(auth_info.value), repr(bad.config)]
+    )
+    assert "retry 1/" in caplog.text  # the retry really was logged
+    assert SK not in seen
+
+
+def test_importing_hook_and_operator_loads_neither_requests_nor_volcengine():
+    code = (
+        "import sys\n"
+        "import airflow_provider_vikingdb.hooks.vikingdb\n"
+        "import airflow_provider_vikingdb.operators.vikingdb\n"
+        "print(sorted(m for m in ('requests', 'volcengine', 'airflow_provider_vikingdb.local.server')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
