@@ -4,8 +4,9 @@
 so the rollback knows them even if ``load`` itself fails half-way. ``validate``
 stands in for your data checks: it fails when the ``bad_load`` param is set.
 ``rollback`` runs only when ``load`` or ``validate`` failed
-(``trigger_rule="one_failed"``) and deletes this run's ids and nothing else;
-the run still ends failed, so the bad load is visible.
+(``trigger_rule="one_failed"``) and deletes this run's ids and nothing else.
+``mark_run_failed`` keeps the run failed after a successful rollback (a run's
+state comes from its last tasks), so the bad load stays visible.
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ def vikingdb_etl_rollback():
         trigger_rule="one_failed",
     )
     checked >> rollback
+
+    @task(trigger_rule="one_failed", retries=0)
+    def mark_run_failed() -> None:
+        raise RuntimeError("the load was rolled back: see the failed upstream task for why")
+
+    checked >> mark_run_failed()
 
 
 vikingdb_etl_rollback()
