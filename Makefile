@@ -42,7 +42,7 @@ serve: $(STAMP)
 	$(BIN)/vikingdb-local $(SERVE_ARGS)
 
 demo: airflow-db
-	$(BIN)/python -m example_dags.demo
+	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'

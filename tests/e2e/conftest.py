@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import os
+import time
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,7 +16,6 @@ import pytest
 from tests.conftest import ROOT
 
 LOGICAL_DATE = dt.datetime(2026, 1, 15, tzinfo=dt.timezone.utc)
-_runs = itertools.count(1)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,9 +57,11 @@ def _dagbag_dag(dag_id: str):
 def run_dag(dag_id: str, conf: dict | None = None, logical_date: dt.datetime | None = None) -> DagResult:
     """Run a DAG of our bundles in-process and return the run's state, task states and XComs.
 
-    Each run gets its own logical date (on 2026-01-15, a second apart) so runs never share state.
+    Each run gets its own logical date on 2026-01-15 (the clock's microsecond of the day), so
+    runs never collide, not even those of two test sessions sharing the metadata DB.
     """
-    logical_date = logical_date or LOGICAL_DATE + dt.timedelta(seconds=next(_runs))
+    if logical_date is None:
+        logical_date = LOGICAL_DATE + dt.timedelta(microseconds=time.time_ns() // 1000 % 86_400_000_000)
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 

@@ -1,0 +1,110 @@
+"""The example DAGs, run for real (dag.test) against the local server: good and bad paths."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+
+import pytest
+
+from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH
+from tests.conftest import ROOT
+from tests.e2e.conftest import run_dag
+
+pytestmark = pytest.mark.e2e
+
+CATALOG = ROOT / "example_dags" / "data" / "documents.csv"
+
+
+def catalog():
+    with CATALOG.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def server(vikingdb_server_factory, monkeypatch):
+    srv = vikingdb_server_factory(collections=("documents",), sk="SK-examples-0123456789")
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    return srv
+
+
+def test_retention_deletes_exactly_the_documents_past_retention(server):
+    rows = catalog()
+    server.load("documents", rows)
+    result = run_dag("vikingdb_retention")  # logical date 2026-01-15, retention 30 days
+    assert result.state == "success", result
+    cutoff = dt.date(2025, 12, 16)
+    expired = {r["id"] for r in rows if dt.date.fromisoformat(r["updated_at"]) < cutoff}
+    kept = {r["id"] for r in rows} - expired
+    assert 0 < len(expired) < len(rows)
+    assert set(server.records("documents")) == kept
+    summary = result.xcom["delete_expired"]
+    assert summary["ids_deleted"] == len(expired)
+    assert summary["batches"] == -(-len(expired) // 100)
+    assert sorted(result.xcom["find_expired_ids"]) == sorted(expired)
+
+
+def test_retention_with_a_longer_period_deletes_less(server):
+    server.load("documents", catalog())
+    result = run_dag("vikingdb_retention", conf={"retention_days": 60})
+    assert result.state == "success", result
+    cutoff = dt.date(2025, 11, 16)
+    assert all(dt.date.fromisoformat(r["updated_at"]) >= cutoff for r in server.records("documents").values())
+
+
+def test_retention_against_a_missing_collection_fails_loudly(vikingdb_server_factory, monkeypatch, capfd):
+    srv = vikingdb_server_factory(collections=("other",))
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    result = run_dag("vikingdb_retention")
+    assert result.state == "failed"
+    assert result.tasks["delete_expired"] == "failed"
+    assert len([r for r in srv.requests if r.path == DELETE_PATH]) >= 1
+    out = capfd.readouterr().out
+    assert "NotFound.VikingdbCollection" in out and "Not done:" in out
+
+
+def test_rollback_takes_back_exactly_this_runs_load_when_validation_fails(server):
+    server.load("documents", [{"id": "existing-1", "title": "kept"}, {"id": "existing-2", "title": "kept"}])
+    result = run_dag("vikingdb_etl_rollback", conf={"bad_load": True, "rows": 230})
+    assert result.state == "failed", result  # the bad load stays visible
+    assert result.tasks["validate"] == "failed"
+    assert result.tasks["rollback"] == "success"
+    assert result.tasks["mark_run_failed"] == "failed"
+    loaded = result.xcom["plan_load"]
+    assert len(loaded) == 230
+    upserted = {
+        row["id"] for r in server.requests if r.path.endswith("/data/upsert") for row in r.body["data"]
+    }
+    assert upserted == set(loaded)
+    assert sorted(server.records("documents")) == ["existing-1", "existing-2"]
+    assert result.xcom["rollback"]["ids_deleted"] == 230
+
+
+def test_rollback_is_skipped_when_the_load_is_good(server):
+    result = run_dag("vikingdb_etl_rollback", conf={"bad_load": False, "rows": 120})
+    assert result.state == "success", result
+    assert result.tasks["rollback"] == "skipped"
+    assert result.tasks["mark_run_failed"] == "skipped"
+    assert len(server.records("documents")) == 120
+    assert [r for r in server.requests if r.path == DELETE_PATH] == []
+
+
+def test_purge_refuses_without_the_repeated_collection_name(server):
+    server.load("documents", [{"id": f"d{i}"} for i in range(10)])
+    result = run_dag("vikingdb_purge", conf={"collection": "documents", "confirm": "documnets"})
+    assert result.state == "failed"
+    assert result.tasks["check_confirmation"] == "failed"
+    assert result.tasks["delete_all"] == "upstream_failed"
+    assert len(server.records("documents")) == 10
+    assert server.requests == []
+
+
+def test_purge_with_confirmation_deletes_everything_in_one_request(server):
+    server.load("documents", [{"id": f"d{i}"} for i in range(10)])
+    result = run_dag("vikingdb_purge", conf={"collection": "documents", "confirm": "documents"})
+    assert result.state == "success", result
+    assert server.records("documents") == {}
+    assert [r.body for r in server.requests if r.path == DELETE_PATH] == [
+        {"collection_name": "documents", "del_all": True}
+    ]
+    assert result.xcom["delete_all"]["del_all"] is True
