@@ -1,9 +1,9 @@
 """The local VikingDB server: HTTP, faults, the request log, and ``LocalVikingDB``.
 
 A request goes: read exactly Content-Length bytes -> added latency -> route (404/405)
--> scripted fault or random 503 -> signature check (401) -> JSON (400) -> endpoint
-(400/404/429 or 200). Faults come before auth and before anything is applied, so a
-faulted request changes nothing.
+-> signature check (its result is logged) -> scripted fault or random 503 (answered
+whatever the signature) -> 401 if the signature failed -> JSON (400) -> endpoint
+(400/404/429 or 200). A faulted request changes nothing.
 
 Speed matters because the provider's throughput tests and benchmarks run against this
 server: HTTP/1.1 keep-alive, TCP_NODELAY on every accepted socket (otherwise Nagle and
@@ -54,7 +54,7 @@ class LoggedRequest:
     body: Any  # the parsed JSON, or None if the body was not JSON
     status: int | None  # None: the connection was dropped without an answer
     code: str | None
-    auth_ok: bool | None  # None: not checked (faulted, routed away, or an unsigned Ping)
+    auth_ok: bool | None  # None: nothing to check (an unsigned Ping, an unknown path or method)
     request_id: str
     ids_count: int | None  # ids (delete, fetch) or rows (upsert, update) in the body
     time: float  # time.time() when the request arrived
@@ -65,6 +65,7 @@ class LoggedRequest:
 class _Fault:
     kind: str  # "fail", "drop" or "stall"
     remaining: int
+    after: int = 0  # requests to let through before this fault starts
     status: int = 503
     code: str = errors.INTERNAL_ERROR
     message: str = "Injected fault."
@@ -294,7 +295,8 @@ class LocalVikingDB:
         with self._lock:
             self._log.clear()
 
-    # --- scripted faults: the next `times` requests to `path` ---
+    # --- scripted faults: the next `times` requests to `path`, after letting `after` through ---
+    # Faults queue up per path: fail_next(...) then drop_next(...) answers once, then drops once.
 
     def fail_next(
         self,
@@ -305,30 +307,43 @@ class LocalVikingDB:
         message: str = "Injected fault.",
         headers: Mapping[str, str] | None = None,
         body: str | bytes | None = None,
+        after: int = 0,
     ) -> None:
         """Answer ``status`` with the envelope ``code``/``message`` (or the raw ``body``); apply nothing."""
         raw = body.encode("utf-8") if isinstance(body, str) else body
-        self._add_fault(path, _Fault("fail", times, status, code, message, dict(headers or {}), body=raw))
+        if not (isinstance(status, int) and 100 <= status <= 599):
+            raise ValueError(f"status must be an HTTP status code, not {status!r}")
+        fault = _Fault(
+            "fail",
+            remaining=times,
+            after=after,
+            status=status,
+            code=code,
+            message=message,
+            headers=dict(headers or {}),
+            body=raw,
+        )
+        self._add_fault(path, fault)
 
-    def drop_next(self, path: str, times: int = 1) -> None:
+    def drop_next(self, path: str, times: int = 1, after: int = 0) -> None:
         """Close the connection without answering (after reading the request); apply nothing."""
-        self._add_fault(path, _Fault("drop", times))
+        self._add_fault(path, _Fault("drop", remaining=times, after=after))
 
-    def stall_next(self, path: str, times: int = 1, seconds: float = 5.0) -> None:
+    def stall_next(self, path: str, times: int = 1, seconds: float = 5.0, after: int = 0) -> None:
         """Wait ``seconds`` before handling, to trip client timeouts.
 
         After the wait the request is handled as usual (and applied, like a slow real
         service); a client that timed out just never sees the answer.
         """
-        self._add_fault(path, _Fault("stall", times, seconds=seconds))
+        self._add_fault(path, _Fault("stall", remaining=times, after=after, seconds=seconds))
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
 
     def _add_fault(self, path: str, fault: _Fault) -> None:
-        if fault.remaining < 1:
-            raise ValueError("times must be >= 1")
+        if fault.remaining < 1 or fault.after < 0:
+            raise ValueError("times must be >= 1 and after >= 0")
         with self._lock:
             self._faults.setdefault(full_path(path), deque()).append(fault)
 
@@ -337,6 +352,9 @@ class LocalVikingDB:
             queue = self._faults.get(path)
             if queue:
                 fault = queue[0]
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     queue.popleft()
@@ -345,7 +363,11 @@ class LocalVikingDB:
             is_data = path.startswith(API_PREFIX + "data/")
             if is_data and self.fail_rate > 0 and self._random.random() < self.fail_rate:
                 return _Fault(
-                    "fail", 1, 503, errors.SERVICE_UNAVAILABLE, "Injected random fault (fail_rate)."
+                    "fail",
+                    remaining=1,
+                    status=503,
+                    code=errors.SERVICE_UNAVAILABLE,
+                    message="Injected random fault (fail_rate).",
                 )
             return None
 
@@ -445,25 +467,32 @@ class LocalVikingDB:
             exc = ApiError(405, errors.METHOD_NOT_ALLOWED, f"{path} accepts {allowed} only, not {method}.")
             return error(exc, {"Allow": allowed}), None
 
+        # The SDK pings unsigned before anything else; a signed Ping is still checked.
+        auth_error: ApiError | None = None
+        auth_ok: bool | None = None
+        if endpoint is not None or "authorization" in headers:
+            try:
+                self.verifier.verify(method, path, query, headers, body)
+                auth_ok = True
+            except ApiError as exc:
+                auth_error, auth_ok = exc, False
+
+        # A fault answers whatever the signature: it stands for a failure in front of the
+        # service. auth_ok is still logged, so tests can check every retry was signed afresh.
         fault = self._take_fault(path)
         if fault is not None and fault.kind == "stall":
             self._stopping.wait(fault.seconds)
         elif fault is not None and fault.kind == "drop":
-            return _Answer(0, b"", "ConnectionDropped", drop=True), None
+            return _Answer(0, b"", "ConnectionDropped", drop=True), auth_ok
         elif fault is not None:
             raw = fault.body if fault.body is not None else envelope(fault.code, fault.message, request_id)
             headers_out = dict(fault.headers)
             if fault.body is not None:
                 headers_out.setdefault("Content-Type", "text/html; charset=utf-8")
-            return _Answer(fault.status, raw, fault.code, headers_out), None
+            return _Answer(fault.status, raw, fault.code, headers_out), auth_ok
 
-        # The SDK pings unsigned before anything else; a signed Ping is still checked.
-        if endpoint is not None or "authorization" in headers:
-            try:
-                self.verifier.verify(method, path, query, headers, body)
-            except ApiError as exc:
-                return error(exc), False
-        auth_ok = True if (endpoint is not None or "authorization" in headers) else None
+        if auth_error is not None:
+            return error(auth_error), auth_ok
 
         if endpoint is None:  # Ping
             return _Answer(200, envelope("Success", SUCCESS_MESSAGE, request_id), "Success"), auth_ok

@@ -27,7 +27,7 @@ def test_fail_next_answers_once_and_applies_nothing(loaded, client) -> None:
     assert response.headers["Retry-After"] == "1"
     assert "uid_00000" in loaded.records("test_coll")
     logged = loaded.requests[-1]
-    assert (logged.status, logged.code, logged.auth_ok, logged.ids_count) == (503, "InternalError", None, 1)
+    assert (logged.status, logged.code, logged.auth_ok, logged.ids_count) == (503, "InternalError", True, 1)
     # the next request is served normally
     assert client.delete(ids=["uid_00000"]).status_code == 200
     assert "uid_00000" not in loaded.records("test_coll")
@@ -48,7 +48,30 @@ def test_fail_next_only_hits_its_path(loaded, client) -> None:
 def test_fail_next_comes_before_auth(loaded, make_client) -> None:
     loaded.fail_next(DELETE, status=500)
     assert make_client(loaded, sk="WRONG").delete(ids=["uid_00001"]).status_code == 500
+    assert loaded.requests[-1].auth_ok is False  # answered the fault, but the bad signature is logged
     assert make_client(loaded, sk="WRONG").delete(ids=["uid_00001"]).status_code == 401
+
+
+def test_fail_next_after_lets_requests_through_first(loaded, client) -> None:
+    loaded.fail_next(DELETE, after=2, status=400, code="InvalidParameter")
+    statuses = [client.delete(ids=[f"uid_0000{n}"]).status_code for n in range(4)]
+    assert statuses == [200, 200, 400, 200]
+    assert "uid_00002" in loaded.records("test_coll")
+    assert "uid_00001" not in loaded.records("test_coll")
+
+
+def test_faults_queue_in_order(loaded, client) -> None:
+    loaded.fail_next(DELETE, status=429, code="TooManyRequests")
+    loaded.fail_next(DELETE, status=503, code="ServiceUnavailable")
+    loaded.drop_next(DELETE)
+    outcomes = []
+    for _ in range(4):
+        try:
+            outcomes.append(client.delete(ids=["uid_00001"]).status_code)
+        except requests.ConnectionError:
+            outcomes.append("dropped")
+    assert outcomes == [429, 503, "dropped", 200]
+    assert all(r.auth_ok for r in loaded.requests[-4:])
 
 
 def test_fail_next_with_a_non_json_body(loaded, client) -> None:
@@ -96,6 +119,10 @@ def test_clear_faults(loaded, client) -> None:
 def test_times_must_be_positive(vikingdb_server) -> None:
     with pytest.raises(ValueError):
         vikingdb_server.fail_next(DELETE, times=0)
+    with pytest.raises(ValueError):
+        vikingdb_server.drop_next(DELETE, after=-1)
+    with pytest.raises(ValueError):
+        vikingdb_server.fail_next(DELETE, status="503")
 
 
 def test_fail_rate_one_fails_every_data_request_but_not_ping(vikingdb_server_factory, make_client) -> None:
