@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from vikingdb_signing_client import SigningClient
 
 from airflow_provider_vikingdb.local import LocalVikingDB
+from tests.local.vikingdb_signing_client import SigningClient
 
 
 @pytest.fixture
@@ -33,7 +33,3 @@ def make_client() -> Iterator[Callable[..., SigningClient]]:
 @pytest.fixture
 def client(vikingdb_server: LocalVikingDB, make_client: Callable[..., SigningClient]) -> SigningClient:
     return make_client(vikingdb_server)
-
-
-def string_ids(count: int, prefix: str = "uid_") -> list[str]:
-    return [f"{prefix}{n:05d}" for n in range(count)]

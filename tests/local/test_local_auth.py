@@ -7,7 +7,6 @@ import json
 
 import pytest
 import requests
-from conftest import string_ids
 
 from airflow_provider_vikingdb.local.auth import (
     RequestVerifier,
@@ -18,6 +17,7 @@ from airflow_provider_vikingdb.local.auth import (
     parse_x_date,
 )
 from airflow_provider_vikingdb.local.errors import ApiError
+from tests.local.vikingdb_signing_client import string_ids
 
 # The test vector of /work/shared/vikingdb-api.md, section 4.
 VECTOR_BODY = json.dumps({"collection_name": "test_coll", "ids": ["uid_001", "uid_002"]}).encode()

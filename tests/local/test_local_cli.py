@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from vikingdb_signing_client import SigningClient
 
 from airflow_provider_vikingdb.local.__main__ import build_parser, read_load_file
+from tests.local.vikingdb_signing_client import SigningClient
 
 
 @contextmanager

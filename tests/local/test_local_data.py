@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import string_ids
+
+from tests.local.vikingdb_signing_client import string_ids
 
 UPSERT = "/api/vikingdb/data/upsert"
 UPDATE = "/api/vikingdb/data/update"

@@ -4,7 +4,8 @@ invalid request applies nothing."""
 from __future__ import annotations
 
 import pytest
-from conftest import string_ids
+
+from tests.local.vikingdb_signing_client import string_ids
 
 DELETE = "/api/vikingdb/data/delete"
 INT64_MAX = 2**63 - 1

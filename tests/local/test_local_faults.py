@@ -6,7 +6,8 @@ import time
 
 import pytest
 import requests
-from conftest import string_ids
+
+from tests.local.vikingdb_signing_client import string_ids
 
 DELETE = "/api/vikingdb/data/delete"
 

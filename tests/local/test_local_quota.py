@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import string_ids
-from vikingdb_signing_client import SigningClient
 
 from airflow_provider_vikingdb.local.store import DEL_ALL_ROWS, Store, TokenBucket
+from tests.local.vikingdb_signing_client import SigningClient, string_ids
 
 
 class FakeClock:

@@ -9,9 +9,9 @@ import threading
 
 import pytest
 import requests
-from conftest import string_ids
 
 from airflow_provider_vikingdb.local import LocalVikingDB
+from tests.local.vikingdb_signing_client import string_ids
 
 DELETE = "/api/vikingdb/data/delete"
 

@@ -90,3 +90,8 @@ class SigningClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def string_ids(count: int, prefix: str = "uid_") -> list[str]:
+    """``count`` distinct string primary keys: uid_00000, uid_00001, ..."""
+    return [f"{prefix}{n:05d}" for n in range(count)]
