@@ -2,7 +2,6 @@
 
 import datetime as dt
 import json
-import logging
 import subprocess
 import sys
 
@@ -16,8 +15,7 @@ from airflow_provider_vikingdb.hooks.vikingdb import (
     _read_envelope,
     sign_headers,
 )
-
-SK = "SK-local-secret-0123456789"
+from tests.hooks.conftest import API_KEY, SESSION_TOKEN, SK
 
 
 @pytest.fixture
@@ -263,15 +261,27 @@ def test_test_connection_reports_an_unreachable_server(monkeypatch):
 
 
 def test_api_key_is_sent_as_bearer(vikingdb_server_factory, monkeypatch):
-    srv = vikingdb_server_factory(collections=("test_coll",), api_key="KEY-123")
+    srv = vikingdb_server_factory(collections=("test_coll",), api_key=API_KEY)
     conn = json.loads(srv.connection_json())
     conn.pop("login"), conn.pop("password")
-    conn["extra"]["api_key"] = "KEY-123"
+    conn["extra"]["api_key"] = API_KEY
     monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
     srv.load("test_coll", [{"id": "a"}])
     VikingDBHook().delete(["a"], collection_name="test_coll")
     assert srv.records("test_coll") == {}
-    assert srv.requests[-1].headers["Authorization"] == "Bearer KEY-123"
+    assert srv.requests[-1].headers["Authorization"] == f"Bearer {API_KEY}"
+
+
+def test_sts_session_token_is_sent_and_signed(server, monkeypatch):
+    conn = json.loads(server.connection_json())
+    conn["extra"]["session_token"] = SESSION_TOKEN
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    server.load("test_coll", [{"id": "a"}])
+    VikingDBHook().delete(["a"], collection_name="test_coll")
+    (req,) = deletes(server)
+    assert req.auth_ok and req.headers["X-Security-Token"] == SESSION_TOKEN
+    assert "x-security-token" in req.headers["Authorization"]
+    assert server.records("test_coll") == {}
 
 
 def test_non_json_answer_gives_status_and_start_of_body():
@@ -307,8 +317,7 @@ def test_upsert_then_fetch_in_collection_and_index(server, hook):
 # ---------------------------------------------------------------- secrets and import cost
 
 
-def test_no_secret_in_any_log_line_repr_or_error(server, monkeypatch, caplog):
-    caplog.set_level(logging.DEBUG)
+def test_no_secret_in_any_log_line_repr_or_error(server, monkeypatch, capfd, caplog):
     hook = VikingDBHook()
     hook._sleep = lambda s: None
     server.fail_next(DELETE_PATH, status=503, code="ServiceUnavailable")
@@ -322,10 +331,12 @@ def test_no_secret_in_any_log_line_repr_or_error(server, monkeypatch, caplog):
     bad = VikingDBHook()
     with pytest.raises(VikingDBAuthError) as auth_info:
         bad.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    out, err = capfd.readouterr()
+    logged = "\n".join([out, err, caplog.text])
+    assert "retry 1/" in logged  # the retry really was logged, and is checked
     seen = "\n".join(
-        [caplog.text, repr(hook), repr(hook.config), str(info.value), str(auth_info.value), repr(bad.config)]
+        [logged, repr(hook), repr(hook.config), str(info.value), str(auth_info.value), repr(bad.config)]
     )
-    assert "retry 1/" in caplog.text  # the retry really was logged
     assert SK not in seen
 
 
