@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
