@@ -183,8 +183,11 @@ class LocalVikingDB:
         if not self.running:
             self.start()
         try:
-            while self._httpd is not None and self._thread is not None:
-                self._thread.join(timeout=0.5)
+            while (thread := self._thread) is not None:
+                # join with a timeout: a bare join() would not let Ctrl-C through
+                thread.join(timeout=0.5)
+                if not thread.is_alive():
+                    break
         finally:
             self.stop()
 
