@@ -33,6 +33,15 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_provider_vikingdb.operators.vikingdb"],
             }
         ],
+        "sensors": [
+            {"integration-name": "VikingDB", "python-modules": ["airflow_provider_vikingdb.sensors.vikingdb"]}
+        ],
+        "triggers": [
+            {
+                "integration-name": "VikingDB",
+                "python-modules": ["airflow_provider_vikingdb.triggers.vikingdb"],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

@@ -1,0 +1,243 @@
+"""VikingDBIndexSyncSensor: wait until a VikingDB index reflects a delete.
+
+A delete reaches the collection at once and its indexes later (about 20 s; about
+5 minutes after ``del_all``): searches keep returning deleted records until then.
+Put this sensor between a delete and whatever must not see them any more.
+
+Imported by DAG files at parse time: no HTTP client, no signer at module top level.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator
+
+from airflow_provider_vikingdb.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook, describe_target
+from airflow_provider_vikingdb.ids import InvalidIdsError, normalize_ids
+from airflow_provider_vikingdb.operators.vikingdb import _rendered_text, parse_del_all
+from airflow_provider_vikingdb.sensors.index_sync import (
+    DEFAULT_MAX_CHECKED_IDS,
+    DEFAULT_POKE_INTERVAL,
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    IndexSyncCheck,
+    check_max_checked_ids,
+    choose_ids_to_check,
+    default_timeout,
+    describe_scope,
+    look_once,
+    trigger_timeout,
+    wait_summary,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class VikingDBIndexSyncSensor(BaseSensorOperator):
+    """Wait until an index no longer holds deleted ids, or is empty after ``del_all``.
+
+    :param collection_name: the collection (templated). Give this or ``resource_id``.
+    :param resource_id: the collection's resource id (templated), instead of its name.
+    :param index_name: the index to watch (templated).
+    :param ids: the deleted ids (templated), taken like ``VikingDBDeleteOperator`` takes them:
+        a list or an XComArg; a Jinja string rendering to the text of a list is parsed back,
+        one rendering to ``"None"`` fails the task. Done when ``fetch_in_index`` finds none.
+    :param del_all: wait for emptiness after ``del_all`` instead (templated; a bool or
+        "true"/"false"): done when a random search of the index returns nothing.
+        Give exactly one of ``ids`` and ``del_all=True``.
+    :param max_checked_ids: at most this many ids are checked per look (default 1000, i.e. 10
+        requests of 100); a larger id set is checked through a random sample of exactly this
+        size, and the log says so.
+    :param poke_interval: seconds between looks (default 5).
+    :param timeout: seconds before giving up (default 10 minutes for ids, 15 for ``del_all``,
+        whose lag is about 5 minutes). The task then fails with how many checked ids were
+        still in the index (for ``del_all``: that the index still returned records).
+    :param deferrable: wait in the triggerer (``VikingDBIndexSyncTrigger``), holding no worker slot.
+    :param vikingdb_conn_id: the Airflow connection of type ``vikingdb``.
+
+    Returns (to XCom): ``target``, ``index_name``, ``del_all``, ``index_synced``,
+    ``index_checked_ids``, ``index_total_ids``, ``index_sampled``, ``index_looks`` and
+    ``index_wait_seconds``. Throttling, 5xx answers and network errors while looking are
+    logged and looked again; other errors (401/403/404/400) fail the task.
+    """
+
+    template_fields: Sequence[str] = ("collection_name", "resource_id", "index_name", "ids", "del_all")
+    ui_color = "#e8f1ff"
+
+    def __init__(
+        self,
+        *,
+        index_name: str,
+        collection_name: str | None = None,
+        resource_id: str | None = None,
+        ids: Any = None,
+        del_all: bool | str = False,
+        vikingdb_conn_id: str = DEFAULT_CONN_ID,
+        max_checked_ids: int = DEFAULT_MAX_CHECKED_IDS,
+        deferrable: bool = False,
+        poke_interval: timedelta | float = DEFAULT_POKE_INTERVAL,
+        timeout: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        name = f"{type(self).__name__} {kwargs.get('task_id')!r}"
+        # A templated del_all is only known at run time: execute() settles the default then.
+        self._default_timeout = timeout is None
+        if timeout is None:
+            timeout = default_timeout(del_all is True)
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        if (collection_name is None) == (resource_id is None):
+            raise ValueError(f"{name}: give exactly one of collection_name or resource_id")
+        if not index_name:
+            raise ValueError(f"{name}: give index_name, the index to watch")
+        if del_all is True and ids is not None:
+            raise ValueError(f"{name}: give ids or del_all=True, not both")
+        if del_all is False and ids is None:
+            raise ValueError(f"{name}: give the deleted ids (e.g. ids=upstream.output) or del_all=True")
+        try:
+            check_max_checked_ids(max_checked_ids)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        self.collection_name = collection_name
+        self.resource_id = resource_id
+        self.index_name = index_name
+        self.ids = ids
+        self.del_all = del_all
+        self.vikingdb_conn_id = vikingdb_conn_id
+        self.max_checked_ids = max_checked_ids
+        self.deferrable = deferrable
+        self._check: IndexSyncCheck | None = None
+        self._total_ids = 0
+        self._started_at = time.time()
+
+    # ---- what to wait for (known only once the templates are rendered) ----
+
+    def _prepare(self) -> IndexSyncCheck:
+        name = _rendered_text(self.collection_name)
+        rid = _rendered_text(self.resource_id)
+        if bool(name) == bool(rid):
+            self._fail(
+                "give exactly one of collection_name or resource_id "
+                f"(rendered: collection_name={self.collection_name!r}, resource_id={self.resource_id!r})"
+            )
+        target = {"collection_name": name} if name else {"resource_id": rid}
+        index_name = _rendered_text(self.index_name)
+        if not index_name:
+            self._fail(f"index_name rendered to {self.index_name!r}: give the index to watch")
+        try:
+            del_all = parse_del_all(self.del_all)
+        except ValueError as exc:
+            self._fail(str(exc))
+        if self._default_timeout:
+            self.timeout = default_timeout(del_all)
+        if del_all:
+            if self.ids is not None:
+                self._fail("give ids or del_all=True, not both")
+            check = IndexSyncCheck(target, index_name, None)
+            self.log.info("%s; timeout %gs.", check.start_text(), self.timeout)
+            return check
+        try:
+            ids = normalize_ids(self.ids)
+        except InvalidIdsError as exc:
+            self._fail(f"ids: {exc}")
+        checked, sampled = choose_ids_to_check(ids, self.max_checked_ids)
+        self._total_ids = len(ids)
+        check = IndexSyncCheck(target, index_name, checked)
+        self.log.info(
+            "%s: checking %s; timeout %gs.",
+            check.start_text(),
+            describe_scope(len(checked), len(ids), sampled, self.max_checked_ids),
+            self.timeout,
+        )
+        return check
+
+    # ---- running ----
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._started_at = time.time()
+        check = self._check = self._prepare()
+        if not check.del_all and check.checked == 0:
+            self.log.info("No ids given: nothing to wait for.")
+            return self._summary(check)
+        if self.deferrable:
+            if self.poke(context):
+                return self._summary(check)
+            self._defer(check)
+        try:
+            super().execute(context)
+        except AirflowSensorTimeout as exc:
+            raise AirflowSensorTimeout(f"{exc} {check.pending_text()}.") from None
+        return self._summary(check)
+
+    def poke(self, context: Context) -> bool:
+        check = self._check or self._prepare()
+        self._check = check
+        return look_once(check, self.get_hook().request, self.log)
+
+    def get_hook(self) -> VikingDBHook:
+        return VikingDBHook(self.vikingdb_conn_id)
+
+    def _defer(self, check: IndexSyncCheck) -> None:
+        from airflow_provider_vikingdb.triggers.vikingdb import VikingDBIndexSyncTrigger
+
+        deadline = self._started_at + self.timeout
+        self.defer(
+            trigger=VikingDBIndexSyncTrigger(
+                vikingdb_conn_id=self.vikingdb_conn_id,
+                target=check.target,
+                index_name=check.index_name,
+                ids=None if check.del_all else check.initial,
+                deadline=deadline,
+                poke_interval=self.poke_interval,
+                started_at=self._started_at,
+                total_ids=self._total_ids,
+            ),
+            method_name="execute_complete",
+            timeout=trigger_timeout(deadline, self.poke_interval),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        event = event or {}
+        status = event.get("status")
+        message = event.get("message") or f"the trigger ended without a message: {event!r}"
+        if status == "success":
+            self.log.info("%s.", message)
+            return {
+                "target": event.get("target"),
+                "del_all": bool(event.get("del_all")),
+                "index_total_ids": event.get("total_ids", 0),
+                **wait_summary(
+                    None,
+                    index_name=event.get("index_name", ""),
+                    total_ids=event.get("total_ids", 0),
+                    started_at=time.time() - float(event.get("waited_seconds") or 0),
+                    event=event,
+                ),
+            }
+        if status == "timeout":
+            raise AirflowSensorTimeout(f"{type(self).__name__} {self.task_id!r}: {message}.")
+        raise AirflowException(
+            f"{type(self).__name__} {self.task_id!r}: waiting for the index failed: {message}"
+        )
+
+    # ---- helpers ----
+
+    def _summary(self, check: IndexSyncCheck) -> dict[str, Any]:
+        return {
+            "target": describe_target(check.target),
+            "del_all": check.del_all,
+            "index_total_ids": self._total_ids,
+            **wait_summary(
+                check, index_name=check.index_name, total_ids=self._total_ids, started_at=self._started_at
+            ),
+        }
+
+    def _fail(self, message: str):
+        # Bad input will be just as bad on a retry: fail without retrying.
+        raise AirflowFailException(f"{type(self).__name__} {self.task_id!r}: {message}")

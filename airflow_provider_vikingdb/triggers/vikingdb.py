@@ -1,0 +1,223 @@
+"""VikingDBIndexSyncTrigger: wait in the triggerer until an index reflects a delete.
+
+The deferrable sensor and ``VikingDBDeleteOperator(wait_for_index=..., deferrable=True)``
+hand their wait to this trigger, so no worker slot is held while the index
+catches up. It speaks HTTP with ``httpx.AsyncClient`` (installed with Airflow),
+reads the connection itself by its id (its kwargs hold no secret) and signs
+every attempt with ``VikingDBHook.signed_headers`` over the exact bytes sent.
+
+Module top level imports no HTTP client: the operator imports this module only
+when it defers, but DAG files may import it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_vikingdb.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_vikingdb.exceptions import VikingDBConnectionError, VikingDBError
+from airflow_provider_vikingdb.hooks.vikingdb import (
+    VikingDBHook,
+    _read_envelope,
+    describe_target,
+    encode_body,
+)
+from airflow_provider_vikingdb.sensors.index_sync import DEFAULT_POKE_INTERVAL, SHOWN, IndexSyncCheck
+
+if TYPE_CHECKING:
+    import httpx
+
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBConnectionConfig
+
+
+class VikingDBIndexSyncTrigger(BaseTrigger):
+    """Poll an index until the checked ids are gone from it (or, with ``ids=None``, until it is empty).
+
+    :param vikingdb_conn_id: the Airflow connection; the trigger reads it itself.
+    :param target: ``{"collection_name": ...}`` or ``{"resource_id": ...}``.
+    :param index_name: the index to watch.
+    :param ids: the ids to check (already sampled by the caller), or None after ``del_all``.
+    :param deadline: when to give up, as a Unix timestamp (the trigger may run on another machine).
+    :param poke_interval: seconds between looks.
+    :param started_at: Unix timestamp the wait started at (the wait time in the event counts from it).
+    :param total_ids: how many ids were deleted, when ``ids`` is a sample of them.
+
+    Yields one ``TriggerEvent`` with ``status`` ``success``, ``timeout`` or ``error``, a
+    ``message``, and counts: ``checked``, ``still_indexed``, ``looks``, ``waited_seconds``.
+    Throttling, 5xx answers and network errors are logged and polled again; any other
+    error (401/403/404/400) ends the wait with ``status="error"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        vikingdb_conn_id: str = DEFAULT_CONN_ID,
+        target: Mapping[str, str],
+        index_name: str,
+        ids: Sequence[str | int] | None,
+        deadline: float,
+        poke_interval: float = DEFAULT_POKE_INTERVAL,
+        started_at: float | None = None,
+        total_ids: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.vikingdb_conn_id = vikingdb_conn_id
+        self.target = dict(target)
+        self.index_name = index_name
+        self.ids = None if ids is None else list(ids)
+        self.deadline = float(deadline)
+        self.poke_interval = float(poke_interval)
+        self.started_at = float(started_at if started_at is not None else time.time())
+        self.total_ids = total_ids if total_ids is not None else len(self.ids or [])
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        # Only what says where and what to wait for: the credentials stay in the connection.
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "vikingdb_conn_id": self.vikingdb_conn_id,
+                "target": self.target,
+                "index_name": self.index_name,
+                "ids": self.ids,
+                "deadline": self.deadline,
+                "poke_interval": self.poke_interval,
+                "started_at": self.started_at,
+                "total_ids": self.total_ids,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        import httpx
+
+        check = IndexSyncCheck(self.target, self.index_name, self.ids)
+        hook = VikingDBHook(self.vikingdb_conn_id)
+        try:
+            # Reading the connection is synchronous (secrets backends, supervisor comms,
+            # secret masking): in a thread, so the triggerer's event loop never blocks on it.
+            config = await asyncio.to_thread(lambda: hook.config)
+        except Exception as exc:
+            yield self._event("error", check, f"cannot use connection {self.vikingdb_conn_id!r}: {exc}")
+            return
+        self.log.info("%s: checking %s", check.start_text(), self._scope(check))
+
+        async with httpx.AsyncClient(
+            base_url=config.base_url, timeout=config.timeout, verify=_ssl_verify(config)
+        ) as client:
+
+            async def send(path: str, body: dict[str, Any]) -> Mapping[str, Any]:
+                return await self._send(client, hook, config, path, body)
+
+            while True:
+                try:
+                    await check.alook(send)
+                except VikingDBError as exc:
+                    if not exc.retryable:
+                        yield self._event("error", check, str(exc), error=exc)
+                        return
+                    self.log.warning("Index check failed for now, polling again: %s", exc)
+                else:
+                    if check.synced:
+                        yield self._event("success", check, check.done_text())
+                        return
+                    self.log.info("%s; polling again in %gs", check.pending_text(), self.poke_interval)
+                left = self.deadline - time.time()
+                if left <= 0:
+                    waited = time.time() - self.started_at
+                    yield self._event(
+                        "timeout", check, f"timed out after {waited:.1f}s: {check.pending_text()}"
+                    )
+                    return
+                await asyncio.sleep(min(self.poke_interval, left))
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        hook: VikingDBHook,
+        config: VikingDBConnectionConfig,
+        path: str,
+        body: dict[str, Any],
+    ) -> Mapping[str, Any]:
+        """One signed POST; the envelope, or the VikingDBError the answer means."""
+        import httpx
+
+        payload = encode_body(body)
+        # Signed anew for every attempt (fresh X-Date) over exactly these bytes. The first
+        # call imports volcengine's signer (~80 ms): in a thread too.
+        headers = await asyncio.to_thread(hook.signed_headers, "POST", path, payload)
+        try:
+            response = await client.post(path, content=payload, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise VikingDBConnectionError(
+                f"no answer within {config.timeout:g}s ({type(exc).__name__})", code="Timeout", path=path
+            ) from None
+        except httpx.TransportError as exc:
+            raise VikingDBConnectionError(
+                f"could not reach {config.base_url}: {type(exc).__name__}: {exc}",
+                code="ConnectionError",
+                path=path,
+            ) from None
+        envelope, error = _read_envelope(_Answer(response), path)
+        if error is not None:
+            raise error
+        return envelope
+
+    def _scope(self, check: IndexSyncCheck) -> str:
+        if check.del_all:
+            return "whether a random search still returns records"
+        if check.checked < self.total_ids:
+            return f"a random sample of {check.checked} of the {self.total_ids} deleted ids"
+        return f"all {check.checked} deleted ids"
+
+    def _event(
+        self, status: str, check: IndexSyncCheck, message: str, error: VikingDBError | None = None
+    ) -> TriggerEvent:
+        pending = check.seen if check.del_all else check.remaining
+        return TriggerEvent(
+            {
+                "status": status,
+                "message": message,
+                "target": describe_target(self.target),
+                "index_name": self.index_name,
+                "del_all": check.del_all,
+                "checked": check.checked,
+                "total_ids": self.total_ids,
+                "still_indexed": check.still_indexed,
+                "first_still_indexed": list(pending or [])[:SHOWN],
+                "looks": check.looks,
+                "waited_seconds": round(time.time() - self.started_at, 3),
+                "code": error.code if error else None,
+                "http_status": error.http_status if error else None,
+                "request_id": error.request_id if error else None,
+            }
+        )
+
+
+class _Answer:
+    """An httpx response seen through the attributes ``_read_envelope`` reads (requests' names)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.text = response.text
+        self.reason = response.reason_phrase
+        self._response = response
+
+    def json(self) -> Any:
+        return self._response.json()  # raises a ValueError subclass on a body that is not JSON
+
+
+def _ssl_verify(config: VikingDBConnectionConfig) -> Any:
+    """The connection's ``verify`` for httpx: a bool, or a CA bundle path as an SSL context."""
+    if isinstance(config.verify, bool):
+        return config.verify
+    import os
+    import ssl
+
+    if os.path.isdir(config.verify):
+        return ssl.create_default_context(capath=config.verify)
+    return ssl.create_default_context(cafile=config.verify)
