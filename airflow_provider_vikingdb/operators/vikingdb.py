@@ -7,14 +7,33 @@ when the task runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_vikingdb.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_vikingdb.exceptions import VikingDBError
 from airflow_provider_vikingdb.hooks.vikingdb import DEFAULT_MAX_CONCURRENCY, VikingDBHook, describe_target
 from airflow_provider_vikingdb.ids import InvalidIdsError, check_batch_size, normalize_ids
+from airflow_provider_vikingdb.sensors.index_sync import (
+    DEFAULT_MAX_CHECKED_IDS,
+    DEFAULT_POKE_INTERVAL,
+    AirflowException,
+    IndexSyncCheck,
+    check_max_checked_ids,
+    check_seconds,
+    choose_ids_to_check,
+    default_timeout,
+    describe_scope,
+    trigger_timeout,
+    wait_blocking,
+    wait_summary,
+)
+
+#: XCom key of the delete's summary, pushed before waiting for the index
+DELETE_SUMMARY_KEY = "delete_summary"
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,9 +53,22 @@ class VikingDBDeleteOperator(BaseOperator):
     :param max_concurrency: requests in flight at once (default: the hook's, 8).
     :param rows_per_second: optional fixed cap; without it the hook adapts to the quota by itself.
     :param vikingdb_conn_id: the Airflow connection of type ``vikingdb``.
+    :param wait_for_index: an index name (templated): after deleting, wait until this index
+        reflects the delete (the deleted ids are gone from it; after ``del_all``, it is empty).
+        Deletes reach the collection at once but its indexes only later (about 20 s; about
+        5 minutes after ``del_all``). Default None: no wait.
+    :param deferrable: wait in the triggerer (``VikingDBIndexSyncTrigger``), holding no worker slot.
+    :param index_poke_interval: seconds between looks at the index (default 5).
+    :param index_timeout: seconds to wait for the index (default 10 minutes, 15 after ``del_all``);
+        then the task fails with how many checked ids were still in the index.
+    :param max_checked_ids: ids checked per look at the index (default 1000); a larger delete is
+        checked through a random sample of this size, and the log says so.
 
     Returns (to XCom) a summary: ``ids_requested``, ``ids_deleted``, ``batches``, ``del_all``,
-    ``throttled``, ``retries``, ``target`` and ``last_request_id``.
+    ``throttled``, ``retries``, ``target`` and ``last_request_id``. With ``wait_for_index``
+    also ``index_name``, ``index_synced`` (True), ``index_checked_ids``, ``index_sampled``,
+    ``index_looks`` and ``index_wait_seconds``; the delete's summary is pushed to XCom key
+    ``delete_summary`` before the wait, so it is there even when the wait fails.
 
     If a batch fails for good, nothing more is sent and the task fails with the
     service's code, message and request_id, how many ids were deleted in how
@@ -44,7 +76,7 @@ class VikingDBDeleteOperator(BaseOperator):
     simply sends them again.
     """
 
-    template_fields: Sequence[str] = ("collection_name", "resource_id", "ids", "del_all")
+    template_fields: Sequence[str] = ("collection_name", "resource_id", "ids", "del_all", "wait_for_index")
     ui_color = "#e8f1ff"
 
     def __init__(
@@ -58,6 +90,11 @@ class VikingDBDeleteOperator(BaseOperator):
         max_concurrency: int | None = None,
         rows_per_second: float | None = None,
         vikingdb_conn_id: str = DEFAULT_CONN_ID,
+        wait_for_index: str | None = None,
+        deferrable: bool = False,
+        index_poke_interval: float = DEFAULT_POKE_INTERVAL,
+        index_timeout: float | None = None,
+        max_checked_ids: int = DEFAULT_MAX_CHECKED_IDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,7 +133,19 @@ class VikingDBDeleteOperator(BaseOperator):
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency
         self.rows_per_second = rows_per_second
+        try:
+            check_seconds("index_poke_interval", index_poke_interval)
+            if index_timeout is not None:
+                check_seconds("index_timeout", index_timeout)
+            check_max_checked_ids(max_checked_ids)
+        except ValueError as exc:
+            raise ValueError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
         self.vikingdb_conn_id = vikingdb_conn_id
+        self.wait_for_index = wait_for_index
+        self.deferrable = deferrable
+        self.index_poke_interval = index_poke_interval
+        self.index_timeout = index_timeout
+        self.max_checked_ids = max_checked_ids
 
     def get_hook(self) -> VikingDBHook:
         return VikingDBHook(
@@ -107,6 +156,7 @@ class VikingDBDeleteOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = self._checked_target()
+        index_name = self._index_to_wait_for()
         try:
             del_all = parse_del_all(self.del_all)
         except ValueError as exc:
@@ -117,7 +167,7 @@ class VikingDBDeleteOperator(BaseOperator):
                 self._fail("ids and del_all=True delete different things; give one of them")
             self.log.warning("del_all=True: deleting EVERY record of %s", describe_target(target))
             result = hook.delete(del_all=True, **target)
-            return self._summary(result.to_dict())
+            return self._then_wait(context, hook, target, index_name, None, self._summary(result.to_dict()))
 
         try:
             ids = normalize_ids(self.ids)
@@ -125,7 +175,8 @@ class VikingDBDeleteOperator(BaseOperator):
             self._fail(f"ids: {exc}. Nothing was sent.")
         if not ids:
             self.log.info("No ids to delete from %s: nothing sent.", describe_target(target))
-            return self._summary({"target": describe_target(target), "ids_requested": 0, "ids_deleted": 0})
+            summary = self._summary({"target": describe_target(target), "ids_requested": 0, "ids_deleted": 0})
+            return self._then_wait(context, hook, target, index_name, [], summary)
 
         self.log.info(
             "Deleting %d distinct ids from %s in batches of at most %d",
@@ -142,7 +193,124 @@ class VikingDBDeleteOperator(BaseOperator):
             result.throttled,
             result.retries,
         )
-        return self._summary(result.to_dict())
+        return self._then_wait(context, hook, target, index_name, ids, self._summary(result.to_dict()))
+
+    # ---- waiting for the index ----
+
+    def _then_wait(
+        self,
+        context: Context,
+        hook: VikingDBHook,
+        target: dict[str, str],
+        index_name: str | None,
+        ids: list | None,
+        summary: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Return ``summary`` once ``index_name`` reflects the delete (ids=None: del_all); None: no wait."""
+        if index_name is None:
+            return summary
+        started_at = time.time()
+        total = 0 if ids is None else len(ids)
+        if ids is not None and not ids:
+            self.log.info("Nothing was deleted: no need to wait for index %r.", index_name)
+            check = IndexSyncCheck(target, index_name, [])
+            return {
+                **summary,
+                **wait_summary(check, index_name=index_name, total_ids=0, started_at=started_at),
+            }
+        # The delete is done whatever happens to the wait: keep its summary where a failed wait can't lose it.
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=DELETE_SUMMARY_KEY, value=summary)
+        timeout = self.index_timeout if self.index_timeout is not None else default_timeout(ids is None)
+        deadline = started_at + timeout
+        if ids is None:
+            check = IndexSyncCheck(target, index_name, None)
+            self.log.info("%s; timeout %gs.", check.start_text(), timeout)
+        else:
+            checked, sampled = choose_ids_to_check(ids, self.max_checked_ids)
+            check = IndexSyncCheck(target, index_name, checked)
+            scope = describe_scope(len(checked), total, sampled, self.max_checked_ids)
+            self.log.info("%s: checking %s; timeout %gs.", check.start_text(), scope, timeout)
+
+        if self.deferrable:
+            from airflow_provider_vikingdb.triggers.vikingdb import VikingDBIndexSyncTrigger
+
+            self.defer(
+                trigger=VikingDBIndexSyncTrigger(
+                    vikingdb_conn_id=self.vikingdb_conn_id,
+                    target=target,
+                    index_name=index_name,
+                    ids=None if ids is None else check.initial,
+                    deadline=deadline,
+                    poke_interval=self.index_poke_interval,
+                    started_at=started_at,
+                    total_ids=total,
+                ),
+                method_name="execute_complete",
+                timeout=trigger_timeout(deadline, self.index_poke_interval),
+            )
+
+        try:
+            synced = wait_blocking(
+                check, hook.request, deadline=deadline, poke_interval=self.index_poke_interval, log=self.log
+            )
+        except VikingDBError as exc:  # permanent: a wrong index name, the credentials, ...
+            raise AirflowException(
+                f"{type(self).__name__} {self.task_id!r}: waiting for index {index_name!r} failed: {exc}. "
+                f"{_delete_done(summary)}"
+            ) from exc
+        if not synced:
+            raise IndexNotSyncedError(
+                f"{type(self).__name__} {self.task_id!r}: timed out after {time.time() - started_at:.1f}s: "
+                f"{check.pending_text()}. {_delete_done(summary)}"
+            )
+        return {
+            **summary,
+            **wait_summary(check, index_name=index_name, total_ids=total, started_at=started_at),
+        }
+
+    def _index_to_wait_for(self) -> str | None:
+        if self.wait_for_index is None:
+            return None
+        index_name = _rendered_text(self.wait_for_index)
+        if not index_name:
+            # Checked before deleting: a wait that cannot happen must not follow a delete.
+            self._fail(f"wait_for_index rendered to {self.wait_for_index!r}: give the index name, or None")
+        return index_name
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: the delete's summary plus the wait's, or fail with its message."""
+        ti = context.get("ti")
+        summary = (
+            ti.xcom_pull(task_ids=self.task_id, key=DELETE_SUMMARY_KEY, map_indexes=ti.map_index)
+            if ti is not None
+            else None
+        )
+        event = event or {}
+        status = event.get("status")
+        message = event.get("message") or f"the trigger ended without a message: {event!r}"
+        if status == "timeout":
+            raise IndexNotSyncedError(
+                f"{type(self).__name__} {self.task_id!r}: {message}. {_delete_done(summary)}"
+            )
+        if status != "success":
+            raise AirflowException(
+                f"{type(self).__name__} {self.task_id!r}: waiting for index {event.get('index_name')!r} "
+                f"failed: {message}. {_delete_done(summary)}"
+            )
+        self.log.info("%s.", message)
+        waited = float(event.get("waited_seconds") or 0)
+        return {
+            **(summary or {}),
+            **wait_summary(
+                None,
+                index_name=event.get("index_name", ""),
+                total_ids=event.get("total_ids", 0),
+                started_at=time.time() - waited,
+                event=event,
+            ),
+        }
 
     def _checked_target(self) -> dict[str, str]:
         name = _rendered_text(self.collection_name)
@@ -174,6 +342,19 @@ class VikingDBDeleteOperator(BaseOperator):
             from airflow.exceptions import AirflowFailException
         # Bad input will be just as bad on a retry: fail without retrying.
         raise AirflowFailException(f"{type(self).__name__} {self.task_id!r}: {message}")
+
+
+class IndexNotSyncedError(AirflowException):
+    """The index still held deleted records when ``index_timeout`` ran out (the delete itself was done)."""
+
+
+def _delete_done(summary: dict[str, Any] | None) -> str:
+    if not summary:
+        return "The delete itself succeeded."
+    if summary.get("del_all"):
+        return f"The delete itself succeeded (del_all on {summary.get('target')}); only the index lags."
+    deleted, target = summary.get("ids_deleted"), summary.get("target")
+    return f"The delete itself succeeded ({deleted} ids deleted from {target}); only the index lags."
 
 
 def parse_del_all(value: Any) -> bool:

@@ -1,0 +1,180 @@
+"""Waiting for the index in real DAG runs (dag.test) against a local server whose index lags.
+
+The server's index lags ``LAG`` seconds behind the collection, so every wait here
+first sees the deleted ids and succeeds only after the lag. dag.test() of Airflow 3
+runs a deferred task's trigger inline (``[DAG TEST] running trigger in line``), so the
+deferrable cases exercise the trigger's own HTTP client (httpx) for real.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, FETCH_IN_INDEX_PATH, SEARCH_RANDOM_PATH
+from tests.e2e.conftest import run_dag
+
+pytestmark = pytest.mark.e2e
+
+LAG = 3.0
+SECRET = "SK-index-sync-do-not-leak-51c2"
+MODES = ["poke", "deferrable"]
+
+
+def _start(factory, monkeypatch, lag: float):
+    srv = factory(collections=("test_coll", "test_coll_int:id:int64"), sk=SECRET, index_lag=lag)
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    srv.load("test_coll", [{"id": i, "title": i} for i in ["a", "b", "c", "keep"]])
+    return srv
+
+
+@pytest.fixture
+def server(vikingdb_server_factory, monkeypatch):
+    return _start(vikingdb_server_factory, monkeypatch, LAG)
+
+
+@pytest.fixture
+def slow_server(vikingdb_server_factory, monkeypatch):
+    """An index far behind: every short wait times out."""
+    return _start(vikingdb_server_factory, monkeypatch, 60.0)
+
+
+def _requests(server, path):
+    return [r for r in server.requests if r.path == path]
+
+
+def assert_it_waited(server, mode, path=FETCH_IN_INDEX_PATH):
+    """The index was looked at several times, the last look after the lag, all signed and accepted."""
+    (delete,) = _requests(server, DELETE_PATH)
+    looks = _requests(server, path)
+    assert len(looks) > 1, "it did not wait: the first look already passed"
+    assert looks[0].time - delete.time < LAG  # the first look saw the index before it caught up
+    assert looks[-1].time - delete.time >= LAG - 0.05
+    assert all(r.status == 200 and r.auth_ok for r in looks)
+    agents = {r.headers.get("User-Agent", "").split("/")[0] for r in looks}
+    if mode == "deferrable":
+        assert "python-httpx" in agents  # the trigger looked
+    else:
+        assert agents == {"python-requests"}  # the worker looked (the hook)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sensor_waits_until_the_deleted_ids_leave_the_index(server, mode):
+    result = run_dag(f"index_sensor_{mode}", conf={"ids": ["a", "b"]})
+    assert result.state == "success", result
+    assert result.tasks == {"find_ids": "success", "delete": "success", "wait": "success"}
+    assert_it_waited(server, mode)
+    assert not {"a", "b"} & set(server.index_records("test_coll"))
+    summary = result.xcom["wait"]
+    assert summary["index_synced"] is True
+    assert summary["index_name"] == "test_coll_index"
+    assert (summary["index_checked_ids"], summary["index_total_ids"]) == (2, 2)
+    assert summary["index_sampled"] is False and summary["del_all"] is False
+    assert summary["index_looks"] >= 1
+    assert summary["index_wait_seconds"] >= LAG - 1
+
+
+def test_sensor_takes_ids_from_a_jinja_string_like_the_operator(server):
+    result = run_dag("index_sensor_jinja", conf={"ids": ["a", "c"]})
+    assert result.state == "success", result
+    assert_it_waited(server, "poke")
+    assert {tuple(r.body["ids"]) for r in _requests(server, FETCH_IN_INDEX_PATH)} == {("a", "c")}
+    assert {r.body["resource_id"] for r in _requests(server, FETCH_IN_INDEX_PATH)} == {"vdb-test_coll"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_delete_operator_waits_for_the_index_then_returns_its_summary(server, mode):
+    result = run_dag(f"index_delete_wait_{mode}", conf={"ids": ["a", "b", "a"]})
+    assert result.state == "success", result
+    assert result.tasks["delete"] == "success"
+    assert_it_waited(server, mode)
+    summary = result.xcom["delete"]
+    # the summary it always returned ...
+    assert (summary["ids_requested"], summary["ids_deleted"], summary["batches"]) == (2, 2, 1)
+    assert summary["target"] == "collection 'test_coll'"
+    assert summary["last_request_id"] == _requests(server, DELETE_PATH)[0].request_id
+    # ... and the wait
+    assert summary["index_synced"] is True and summary["index_name"] == "test_coll_index"
+    assert summary["index_checked_ids"] == 2 and summary["index_sampled"] is False
+    assert summary["index_wait_seconds"] >= LAG - 1
+    assert sorted(server.index_records("test_coll")) == ["c", "keep"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_operator_wait_timeout_fails_with_the_count_still_indexed(slow_server, mode, capfd):
+    result = run_dag(f"index_delete_timeout_{mode}", conf={"ids": ["a", "b"]})
+    assert result.state == "failed", result
+    assert result.tasks["delete"] == "failed"
+    assert "a" not in slow_server.records("test_coll")  # the delete itself was done
+    assert len(_requests(slow_server, FETCH_IN_INDEX_PATH)) > 1
+    out = capfd.readouterr().out
+    assert re.search(
+        r"IndexNotSyncedError: VikingDBDeleteOperator 'delete': timed out after [\d.]+s: 2 of the 2 checked "
+        r"ids are still in index 'test_coll_index' of collection 'test_coll'; first: 'a', 'b'\. "
+        r"The delete itself succeeded \(2 ids deleted from collection 'test_coll'\)",
+        out,
+    ), out[-3000:]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sensor_timeout_fails_with_the_count_still_indexed(slow_server, mode, capfd):
+    result = run_dag(f"index_sensor_timeout_{mode}", conf={"ids": ["a", "b", "c"]})
+    assert result.state == "failed", result
+    assert result.tasks == {"find_ids": "success", "delete": "success", "wait": "failed"}
+    out = capfd.readouterr().out
+    assert re.search(
+        r"AirflowSensorTimeout: .*timed out.* 3 of the 3 checked ids are still in index 'test_coll_index'",
+        out,
+    ), out[-3000:]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_del_all_wait_succeeds_once_the_index_is_empty(server, mode):
+    result = run_dag(f"index_del_all_{mode}")
+    assert result.state == "success", result
+    assert_it_waited(server, mode, path=SEARCH_RANDOM_PATH)
+    assert server.index_records("test_coll") == {}
+    searches = _requests(server, SEARCH_RANDOM_PATH)
+    assert {r.body["limit"] for r in searches} <= set(range(1, 11))
+    summary = result.xcom["delete"]
+    assert summary["del_all"] is True and summary["index_synced"] is True
+    assert summary["index_checked_ids"] == 0 and summary["index_wait_seconds"] >= LAG - 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_del_all_sensor_with_a_templated_flag(server, mode):
+    result = run_dag(f"index_del_all_sensor_{mode}", conf={"purge": "TRUE"})
+    assert result.state == "success", result
+    assert_it_waited(server, mode, path=SEARCH_RANDOM_PATH)
+    assert result.xcom["wait"]["del_all"] is True
+
+
+def test_del_all_timeout_says_the_index_still_returned_records(slow_server, capfd, monkeypatch):
+    monkeypatch.setattr("airflow_provider_vikingdb.sensors.index_sync.DEFAULT_DEL_ALL_TIMEOUT", 1.0)
+    result = run_dag("index_del_all_sensor_poke", conf={"purge": "true"})
+    assert result.tasks["wait"] == "failed"
+    out = capfd.readouterr().out
+    assert "timeout 1s" in out  # the del_all default, settled once the flag is rendered
+    assert re.search(
+        r"AirflowSensorTimeout: .*index 'test_coll_index' of collection 'test_coll' still returned records "
+        r"after del_all \(4 in a random search of up to 10",
+        out,
+    ), out[-3000:]
+
+
+def test_transient_errors_while_waiting_are_polled_again(server):
+    server.fail_next(FETCH_IN_INDEX_PATH, status=503, code="ServiceUnavailable")
+    server.fail_next(FETCH_IN_INDEX_PATH, status=429, code="TooManyRequests")
+    result = run_dag("index_delete_wait_deferrable", conf={"ids": ["a"]})
+    assert result.state == "success", result
+    statuses = [r.status for r in _requests(server, FETCH_IN_INDEX_PATH)]
+    assert statuses[:2] == [503, 429] and statuses[-1] == 200
+
+
+def test_no_secret_in_logs_or_xcom(server, capfd):
+    result = run_dag("index_delete_wait_deferrable", conf={"ids": ["a"]})
+    assert result.state == "success", result
+    out = capfd.readouterr()
+    assert SECRET not in out.out + out.err
+    assert SECRET not in repr(result.xcom)
