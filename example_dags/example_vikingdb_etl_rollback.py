@@ -4,7 +4,9 @@
 so the rollback knows them even if ``load`` itself fails half-way. ``validate``
 stands in for your data checks: it fails when the ``bad_load`` param is set.
 ``rollback`` runs only when ``load`` or ``validate`` failed
-(``trigger_rule="one_failed"``) and deletes this run's ids and nothing else.
+(``trigger_rule="one_failed"``) and deletes this run's ids and nothing else,
+then waits until the collection's index ``{collection}_index`` no longer holds
+them (``wait_for_index``), so nothing downstream still finds the bad rows.
 ``mark_run_failed`` keeps the run failed after a successful rollback (a run's
 state comes from its last tasks), so the bad load stays visible.
 """
@@ -59,6 +61,10 @@ def vikingdb_etl_rollback():
         collection_name="{{ params.collection }}",
         ids=ids,
         trigger_rule="one_failed",
+        # Searches keep returning deleted records until the index catches up (~20 s):
+        # the rollback is done only when the index no longer holds this run's ids.
+        # deferrable=True would wait in the triggerer instead of holding a worker slot.
+        wait_for_index="{{ params.collection }}_index",
     )
     checked >> rollback
 
