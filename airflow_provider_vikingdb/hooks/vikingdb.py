@@ -19,8 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow.sdk import BaseHook
-
+from airflow_provider_vikingdb._compat import BaseHook, mask_secret
 from airflow_provider_vikingdb.connection_fields import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
@@ -820,10 +819,6 @@ def describe_target(target: Mapping[str, str]) -> str:
 
 def _mask(*secrets: Any) -> None:
     """Register secrets with Airflow's masker ourselves: env-var connections are not always masked."""
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # Airflow 3.0
-        from airflow.sdk.execution_time.secrets_masker import mask_secret
     for secret in secrets:
         if secret:
             mask_secret(secret)

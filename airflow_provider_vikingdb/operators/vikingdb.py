@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_vikingdb._compat import fail_exception
 from airflow_provider_vikingdb.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.exceptions import VikingDBError
 from airflow_provider_vikingdb.hooks.vikingdb import DEFAULT_MAX_CONCURRENCY, VikingDBHook, describe_target
@@ -336,12 +337,8 @@ class VikingDBDeleteOperator(BaseOperator):
         return summary
 
     def _fail(self, message: str):
-        try:
-            from airflow.sdk.exceptions import AirflowFailException
-        except ImportError:  # Airflow 3.0
-            from airflow.exceptions import AirflowFailException
         # Bad input will be just as bad on a retry: fail without retrying.
-        raise AirflowFailException(f"{type(self).__name__} {self.task_id!r}: {message}")
+        raise fail_exception()(f"{type(self).__name__} {self.task_id!r}: {message}")
 
 
 class IndexNotSyncedError(AirflowException):
