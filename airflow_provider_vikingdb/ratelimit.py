@@ -1,20 +1,31 @@
 """Client-side pacing that keeps a writer at, not above, a collection's quota.
 
 VikingDB counts rows per second per collection (1500 rows/s for synchronous
-deletes by default, raisable on request) and answers HTTP 429 above it. The
-quota is not announced, so the limiter learns it, in the spirit of the AWS
-SDKs' adaptive retry mode:
+deletes by default, raisable on request) and answers HTTP 429 above it, from a
+token bucket that also allows a burst. The quota is not announced, so the
+limiter learns it, in the spirit of the AWS SDKs' adaptive retry mode (measure,
+back off when throttled, grow back along a cubic), fitted to a token bucket:
 
-* until the first 429 it does not pace at all (the quota may be far above
-  what the client can send);
-* on a 429 it measures how many rows the service actually accepted over the
-  last second (while throttling, that *is* the quota) and paces just below it;
-* while requests succeed it creeps up again, slowly, so that a raised quota or
-  a quieter neighbour is found without a burst of 429s.
+* Until the first 429 nothing is paced: the quota may be far above what the
+  client can send, or there may be none.
+* A 429 means the bucket is (nearly) empty. Between two moments it was empty,
+  the rows it accepted are the quota times the time between them, give or take
+  a request, provided it never overflowed in between. So each congestion event
+  measures the quota from an earlier one (the anchor). "No 429 for a while" is
+  no such proof: the bucket may be hiding an overshoot.
+* The first event has no anchor: it takes the rows accepted over the last second,
+  which the burst inflates, and backs off from that guess.
+* After an event the rate restarts a little below the measured quota, climbs
+  back to it, stays flat, then probes above it, faster and faster (a cubic), so
+  a raised quota or a quieter neighbour is found. Rows not sent while under the
+  quota are not lost: the bucket banks them and the probing spends them.
+* If the rows we left unsent since the anchor could have overflowed the bucket,
+  the measurement is only a floor: the rate then grows exponentially from it.
+* Requests booked before an event that come back 429 too are echoes of the same
+  congestion (concurrent requests all find the bucket empty): counted, not acted on.
 
-Throttles of requests sent before the last slow-down are echoes of the same
-overload and do not slow it down again. A fixed ``max_rate`` caps it all.
-Pure Python, no I/O: the clock and sleep are injectable for tests.
+A fixed ``max_rate`` caps it all. Pure Python, no I/O: the clock and sleep are
+injectable and ``reserve`` never blocks, so tests and simulations need no sleeps.
 """
 
 from __future__ import annotations
@@ -24,14 +35,31 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+_NEVER = float("-inf")
+
 
 class AdaptiveRateLimiter:
-    #: on a 429, pace at this fraction of the measured acceptance rate
-    backoff = 0.95
-    #: while nothing is throttled, the rate grows by this fraction per second
-    growth_per_second = 0.01
-    #: the window over which accepted rows are counted to measure the quota
+    """Paces requests of some rows each to a collection's learned quota. Thread-safe."""
+
+    #: right after a congestion event, pace this fraction below the measured quota
+    margin = 0.03
+    #: seconds after an event until the rate is back at the measured quota; it probes above after
+    recovery = 15.0
+    #: the same while the quota is a guess from the first event's burst: probe sooner
+    recovery_guessed = 2.0
+    #: the first event's guess is this fraction of the rows accepted over ``window``
+    backoff = 0.9
+    #: seconds over which accepted rows are counted for the first event's guess
     window = 1.0
+    #: a measurement needs this many requests accepted since the anchor (error ~ 1 request / them)
+    min_requests = 30
+    #: rows the measurement may have left banked in the bucket, in seconds of quota, before it is
+    #: taken for a floor (the bucket may have overflowed; VikingDB's holds about one second)
+    max_banked = 0.5
+    #: while the quota is a floor or unknown, the rate doubles every this many seconds
+    doubling = 2.0
+    #: anchors older than this are moved up (the quota or the neighbours may have changed)
+    horizon = 60.0
 
     def __init__(
         self,
@@ -40,73 +68,176 @@ class AdaptiveRateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if max_rate is not None and max_rate <= 0:
+        if max_rate is not None and not max_rate > 0:
             raise ValueError(f"rows_per_second must be positive, got {max_rate!r}")
         self.max_rate = max_rate
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._base_rate: float | None = None  # learned rate after the last 429; None: not throttled yet
-        self._since = clock()  # when the base rate was set
-        self._next_slot = 0.0  # when the next request may go (GCRA-style reservation)
-        self._accepted: deque[tuple[float, int]] = deque()
+        self._quota: float | None = None  # rows/s; None: never throttled, not paced
+        self._mode = "unpaced"  # "measured", "guessed" (cubic, soon) or "floor" (exponential)
+        self._since = _NEVER  # time of the last congestion event
+        self._next_slot = _NEVER  # when the next request may go (GCRA-style reservation)
+        self._accepted = 0  # rows accepted, ever
+        self._recent: deque[tuple[float, int]] = deque()  # (time, rows) accepted within ``window``
+        self._anchor: tuple[float, int] | None = None  # (time, rows accepted by then) of an event
+        self._trail: list[tuple[float, int]] = []  # (time, rows accepted before it) since the anchor
+        self._marks: list[tuple[float, int]] = []  # (time, rows accepted by then) of events since it
+        self._burst = 0.0  # rows accepted in the window before the first event: bounds the bucket
+        #: throttled answers seen (echoes included), and congestion events reacted to
         self.throttles = 0
+        self.events = 0
+
+    # ------------------------------------------------------------------ state
 
     @property
     def rate(self) -> float | None:
         """The pacing rate now in rows/s, or None when unpaced."""
         with self._lock:
-            return self._current_rate(self._clock())
+            return self._rate(self._clock())
 
-    def _current_rate(self, now: float) -> float | None:
-        rate = None
-        if self._base_rate is not None:
-            rate = self._base_rate * (1.0 + self.growth_per_second * (now - self._since))
+    @property
+    def quota(self) -> float | None:
+        """The quota as last measured or guessed (rows/s), or None before the first throttle."""
+        return self._quota
+
+    @property
+    def mode(self) -> str:
+        """``unpaced``, ``guessed``, ``floor`` or ``measured``: how much the quota is known."""
+        return self._mode
+
+    def _rate(self, now: float) -> float | None:
+        rate = self._quota
+        if rate is not None:
+            elapsed = now - self._since
+            if self._mode == "floor":
+                rate *= 2.0 ** min(elapsed / self.doubling, 30.0)
+            else:
+                # A cubic: quota * (1 - margin) right after the event, flat at the quota after
+                # ``recovery`` seconds, then growing ever faster.
+                recovery = self.recovery if self._mode == "measured" else self.recovery_guessed
+                rate *= 1.0 + self.margin * ((elapsed - recovery) / recovery) ** 3
         if self.max_rate is not None:
             rate = self.max_rate if rate is None else min(rate, self.max_rate)
         return rate
 
-    def acquire(self, rows: int) -> float:
-        """Wait until ``rows`` may be sent; returns the send time to pass back on throttle."""
+    # ------------------------------------------------------------------ pacing
+
+    def reserve(self, rows: int) -> tuple[float, float]:
+        """Book the next slot for ``rows`` rows without waiting: ``(send_at, ticket)``.
+
+        Send at ``send_at`` (now or later), unless ``stale(ticket)`` by then: a congestion
+        event happened meanwhile and the slot was booked at the old rate; reserve again.
+        The ticket goes back to ``on_throttle``.
+        """
         with self._lock:
             now = self._clock()
-            rate = self._current_rate(now)
+            rate = self._rate(now)
             if rate is None:
-                return now
-            start = max(now, self._next_slot)
+                return now, now
+            start = self._next_slot if self._next_slot > now else now
             self._next_slot = start + rows / rate
-        if start > now:
-            self._sleep(start - now)
-        return start
+            return start, now
+
+    def stale(self, ticket: float) -> bool:
+        """True if a congestion event happened after the reservation ``ticket`` was made."""
+        return ticket <= self._since
+
+    def acquire(self, rows: int, sleep: Callable[[float], None] | None = None) -> float:
+        """Wait until ``rows`` may be sent; returns the ticket to pass to ``on_throttle``."""
+        sleep = sleep or self._sleep
+        while True:
+            send_at, ticket = self.reserve(rows)
+            wait = send_at - self._clock()
+            if wait <= 0:
+                return ticket
+            sleep(wait)
+            if not self.stale(ticket):
+                return ticket
+
+    # ------------------------------------------------------------------ feedback
 
     def on_success(self, rows: int) -> None:
+        now = self._clock()
         with self._lock:
-            now = self._clock()
-            self._accepted.append((now, rows))
-            self._trim(now)
+            if self._anchor is not None:
+                self._trail.append((now, self._accepted))
+            self._accepted += rows
+            recent = self._recent
+            recent.append((now, rows))
+            edge = now - self.window
+            while recent[0][0] < edge:
+                recent.popleft()
 
-    def on_throttle(self, sent_at: float) -> None:
+    def on_throttle(self, ticket: float, rows: int = 0) -> bool:
+        """A 429 for a request booked at ``ticket``; True if it was a new congestion event.
+
+        ``rows`` is the throttled request's: the bucket needs that long to cover it again.
+        """
         with self._lock:
             self.throttles += 1
+            if ticket <= self._since:
+                return False  # an echo of the congestion already reacted to
             now = self._clock()
-            if self._base_rate is not None and sent_at < self._since:
-                return  # an echo of the overload we already reacted to
-            self._trim(now)
-            measured = sum(rows for _, rows in self._accepted) / self.window
-            current = self._current_rate(now)
-            candidates = [r for r in (measured, current) if r]
-            # Nothing accepted in the window (everything throttled): halve what we had.
-            new_rate = min(candidates) * self.backoff if candidates else None
-            if new_rate is None or new_rate <= 0:
-                new_rate = (current or 100.0) / 2
-            self._base_rate = max(new_rate, 1.0)
+            self._quota = self._measure(now, max(rows, 1))
+            self.events += 1
             self._since = now
-            self._next_slot = max(self._next_slot, now)
+            # The bucket was just found empty: the next request waits until it can cover one.
+            self._next_slot = max(self._next_slot, now + max(rows, 1) / self._quota)
+            return True
 
-    def _trim(self, now: float) -> None:
-        edge = now - self.window
-        while self._accepted and self._accepted[0][0] < edge:
-            self._accepted.popleft()
+    def _measure(self, now: float, rows: int) -> float:
+        """The quota after a congestion event at ``now``; sets the mode and moves the anchor."""
+        current = self._rate(now)
+        if self._anchor is not None:
+            since, accepted_then = self._anchor
+            span = now - since
+            accepted = self._accepted - accepted_then
+            if accepted >= self.min_requests * rows and span > 0:
+                measured = accepted / span
+                # The quota fell (a neighbour came) if a later event, measured from, gives clearly less.
+                for mark_time, mark_accepted in reversed(self._marks):
+                    later = self._accepted - mark_accepted
+                    if later >= self.min_requests * rows:
+                        if later / (now - mark_time) < measured * (1.0 - 2.0 * rows / later):
+                            self._set_anchor(mark_time, mark_accepted)
+                            return self._measure(now, rows)
+                        break
+                self._marks.append((now, self._accepted))
+                # At worst, what the bucket banked since the anchor had the quota been `measured`:
+                # more than it holds, and it overflowed, so `measured` is only a floor.
+                banked = max(
+                    (measured * (t - since) - (before - accepted_then) for t, before in self._trail),
+                    default=0.0,
+                )
+                if banked > min(self.max_banked * measured, self._burst / 2):
+                    self._mode = "floor"
+                    self._set_anchor(now, self._accepted)
+                else:
+                    self._mode = "measured"
+                    if span > self.horizon:
+                        self._set_anchor(now, self._accepted)
+                return measured
+            if accepted > 0 and current is not None:
+                # Too few rows since the anchor to measure: back off from where we are, but not
+                # below a floor just found; keep the anchor to measure from it next time.
+                floor = self._quota if self._mode == "floor" and self._quota is not None else 0.0
+                self._mode = "guessed"
+                return max(min(current, accepted / span) * self.backoff, floor)
+        self._set_anchor(now, self._accepted)
+        recent = sum(n for t, n in self._recent if t >= now - self.window)
+        if recent:
+            self._burst = max(self._burst, recent)
+            self._mode = "guessed"
+            return recent / self.window * self.backoff / (1.0 - self.margin)
+        # Nothing accepted to measure (a neighbour took the quota?): start low, double.
+        self._mode = "floor"
+        return rows / self.window if current is None else current / 2.0
+
+    def _set_anchor(self, time: float, accepted: int) -> None:
+        self._anchor = (time, accepted)
+        self._trail = [(t, before) for t, before in self._trail if t > time]
+        self._marks = [(t, n) for t, n in self._marks if t > time]
 
 
 _registry: dict[tuple[str, str, float | None], AdaptiveRateLimiter] = {}
