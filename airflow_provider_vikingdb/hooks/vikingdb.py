@@ -8,12 +8,12 @@ import this module while the DAG processor parses them.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -406,24 +406,120 @@ class VikingDBHook(BaseHook):
 
     @cached_property
     def session(self) -> requests.Session:
-        """One session per hook: keep-alive connections reused by every request and thread."""
+        """One session per hook: keep-alive connections reused by every request and thread.
+
+        The pool holds ``max_concurrency`` connections (at least 10), so concurrent batches
+        reuse their connections instead of opening and discarding extra ones.
+        """
         import requests
+        from requests.utils import get_environ_proxies
+
+        cfg = self.config
+        session = requests.Session()
+        self._mount(session, self.max_concurrency)
+        # What requests would read from the environment on every call (proxy variables, a CA
+        # bundle), read once here: per request, that lookup costs more than signing. With
+        # trust_env off, a ~/.netrc entry can no longer replace the signed Authorization header.
+        session.proxies.update(get_environ_proxies(cfg.base_url))
+        verify = cfg.verify
+        if verify is True:
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.verify = verify
+        session.trust_env = False
+        return session
+
+    def _mount(self, session: requests.Session, size: int) -> None:
         from requests.adapters import HTTPAdapter
 
-        session = requests.Session()
+        self.__dict__.pop("_direct", None)
         # urllib3 must not retry by itself: every attempt needs a fresh signature.
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(self.max_concurrency, 10), max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.verify = self.config.verify
-        return session
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(size, 10), max_retries=0)
+        for prefix in ("https://", "http://"):
+            old = session.adapters.get(prefix)
+            session.mount(prefix, adapter)
+            if old is not None and old is not adapter:
+                old.close()
 
     def get_conn(self) -> requests.Session:
         return self.session
 
     def close(self) -> None:
+        self.__dict__.pop("_direct", None)
         if "session" in self.__dict__:
             self.__dict__.pop("session").close()
+
+    @cached_property
+    def _direct(self) -> tuple[Any, dict[str, str]] | None:
+        """The session adapter's urllib3 pool for our host, and the session's default headers.
+
+        The hot path sends through it: the same pool and connections as the session, without
+        requests' per-call merging of settings, cookies and hooks (about a third of a batch's
+        CPU). None when the session has anything that path would skip (a proxy, an adapter or
+        auth or hooks of the user's, a client certificate, or a requests without the API); then
+        every call goes through ``session.request``.
+        """
+        import requests
+        from requests.adapters import HTTPAdapter
+        from requests.utils import select_proxy
+
+        session = self.session
+        url = self.config.base_url + "/"
+        adapter = session.get_adapter(url)
+        if (
+            type(adapter) is not HTTPAdapter
+            or select_proxy(url, session.proxies)
+            or session.auth
+            or session.cert
+            or any(session.hooks.values())
+            or not hasattr(adapter, "get_connection_with_tls_context")
+        ):
+            return None
+        probe = requests.Request("POST", url).prepare()
+        pool = adapter.get_connection_with_tls_context(probe, session.verify, None, None)
+        return pool, dict(session.headers)
+
+    def _send(
+        self, method: str, path: str, url: str, body: bytes, headers: dict[str, str], timeout: tuple
+    ) -> requests.Response:
+        """One HTTP exchange; raises requests' Timeout / ConnectionError like ``session.request``."""
+        direct = self._direct
+        if direct is None:
+            return self.session.request(method, url, data=body, headers=headers, timeout=timeout)
+        import requests
+        import urllib3
+        from requests.structures import CaseInsensitiveDict
+        from requests.utils import get_encoding_from_headers
+
+        pool, defaults = direct
+        try:
+            raw = pool.urlopen(
+                method,
+                path,
+                body=body or None,
+                headers={**defaults, **headers},
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+                preload_content=True,
+                decode_content=True,
+            )
+        except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass
+            raise requests.ConnectionError(exc) from exc
+        except urllib3.exceptions.TimeoutError as exc:
+            raise requests.Timeout(exc) from exc
+        except urllib3.exceptions.SSLError as exc:
+            raise requests.exceptions.SSLError(exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise requests.ConnectionError(exc) from exc
+        response = requests.Response()
+        response.status_code = raw.status
+        response.headers = CaseInsensitiveDict(raw.headers)
+        response._content = raw.data
+        response.reason = raw.reason
+        response.url = url
+        response.encoding = get_encoding_from_headers(response.headers)
+        return response
 
     # ---- one request ----
 
@@ -464,6 +560,10 @@ class VikingDBHook(BaseHook):
         429, 5xx, timeouts and dropped connections are retried (exponential
         backoff with full jitter, or ``Retry-After``); any other 4xx raises at
         once. Every attempt is signed anew. Raises ``VikingDBError``.
+
+        With a ``limiter`` (batched calls), each attempt of ``rows`` rows waits for
+        its slot, and a 429 is retried as soon as the limiter allows: it paces the
+        retry, so no backoff of our own is added.
         """
         import requests
 
@@ -475,11 +575,11 @@ class VikingDBHook(BaseHook):
         timeout = (min(cfg.timeout, 10.0), cfg.timeout)
         failures = throttles = 0
         while True:
-            sent_at = limiter.acquire(rows) if limiter else 0.0
+            ticket = limiter.acquire(rows, sleep=self._sleep) if limiter else 0.0
             headers = self.signed_headers(method, path, payload)
             retry_after = None
             try:
-                response = self.session.request(method, url, data=payload, headers=headers, timeout=timeout)
+                response = self._send(method, path, url, payload, headers, timeout)
             except requests.Timeout as exc:
                 error: VikingDBError = VikingDBConnectionError(
                     f"no answer within {cfg.timeout:g}s ({type(exc).__name__})", code="Timeout", path=path
@@ -498,23 +598,29 @@ class VikingDBHook(BaseHook):
 
             if isinstance(error, VikingDBThrottledError):
                 throttles += 1
-                if stats is not None:
-                    stats.throttled += 1
                 if limiter:
-                    limiter.on_throttle(sent_at)
+                    limiter.on_throttle(ticket, rows)
                 if throttles > self.throttle_retries:
+                    if stats is not None:
+                        _count(stats, throttled=1)
                     raise error
-                # The limiter paces the next attempt; a little jitter spreads concurrent retries.
-                delay = retry_after if retry_after is not None else _full_jitter(throttles, cap=2.0)
+                if retry_after is not None:
+                    delay = retry_after
+                elif limiter:
+                    delay = 0.0  # the limiter holds the retry until the quota covers it
+                else:
+                    delay = _full_jitter(throttles, cap=2.0)
                 attempt_text = f"throttle retry {throttles}/{self.throttle_retries}"
+                if stats is not None:
+                    _count(stats, throttled=1, retries=1)
             else:
                 if not error.retryable or failures >= cfg.max_retries:
                     raise error
                 failures += 1
                 delay = retry_after if retry_after is not None else _full_jitter(failures)
                 attempt_text = f"retry {failures}/{cfg.max_retries}"
-            if stats is not None:
-                stats.retries += 1
+                if stats is not None:
+                    _count(stats, retries=1)
             self.log.warning(
                 "VikingDB %s %s: %s %s (request_id=%s); %s in %.2fs",
                 method,
@@ -525,7 +631,8 @@ class VikingDBHook(BaseHook):
                 attempt_text,
                 delay,
             )
-            self._sleep(delay)
+            if delay > 0:
+                self._sleep(delay)
 
     # ---- batched calls ----
 
@@ -629,6 +736,14 @@ class VikingDBHook(BaseHook):
         max_concurrency: int | None,
         on_progress: Callable[[BatchResult], None] | None = None,
     ) -> BatchResult:
+        """Send ``items`` in batches, ``max_concurrency`` requests in flight, paced by the limiter.
+
+        Each of ``concurrency`` workers (the calling thread is one) takes the next batch,
+        sends it (retries included) and comes back for another: no futures, no queue, no
+        hand-off per batch. After a permanent failure no worker takes a new batch; those in
+        flight finish. Batches are slices of ``items`` made when sent; what was done is one
+        byte per batch, so nothing holds a second copy of the ids.
+        """
         concurrency = max_concurrency or self.max_concurrency
         total = -(-len(items) // batch_size)
         result = BatchResult(
@@ -641,42 +756,63 @@ class VikingDBHook(BaseHook):
             self._resize_pool(concurrency)
         limiter = self._limiter(target)
         lock = threading.Lock()
-        done: dict[int, Sequence] = {}
+        source = enumerate(batched(items, batch_size))
+        done = bytearray(total)  # done[n] = 1 once batch n + 1 was acknowledged
         failed: dict[int, VikingDBError] = {}
-        started = time.monotonic()
-        last_report = started
+        stopping = False
+        started = last_report = time.monotonic()
+        caller = threading.current_thread()
 
-        def send(number: int, batch: Sequence) -> None:
-            envelope = self.request(path, make_body(batch), rows=len(batch), limiter=limiter, stats=result)
-            with lock:
-                done[number] = batch
-                result.batches += 1
-                result.ids_done += len(batch)
-                result.request_ids.append(envelope.get("request_id") or "")
+        def work() -> None:
+            nonlocal last_report
+            while True:
+                with lock:
+                    if failed or stopping:
+                        return
+                    number, batch = next(source, (None, None))
+                if batch is None:
+                    return
+                try:
+                    envelope = self.request(
+                        path, make_body(batch), rows=len(batch), limiter=limiter, stats=result
+                    )
+                except Exception as exc:
+                    if not isinstance(exc, VikingDBError):
+                        exc = VikingDBError(f"{type(exc).__name__}: {exc}", code="ClientError")
+                    with lock:
+                        failed[number + 1] = exc
+                    return
+                with lock:
+                    done[number] = 1
+                    result.batches += 1
+                    result.ids_done += len(batch)
+                    result.request_ids.append(envelope.get("request_id") or "")
+                if threading.current_thread() is caller:
+                    now = time.monotonic()
+                    if now - last_report >= 10:
+                        last_report = now
+                        self._report(action, result, started)
+                        if on_progress:
+                            on_progress(result)
 
-        batches = enumerate(batched(items, batch_size), start=1)
-        in_flight: dict[Future, tuple[int, Sequence]] = {}
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vikingdb") as pool:
-            for number, batch in batches:
-                while len(in_flight) >= concurrency:
-                    self._collect(in_flight, failed)
-                if failed:
-                    break
-                in_flight[pool.submit(send, number, batch)] = (number, batch)
-                now = time.monotonic()
-                if now - last_report >= 10:
-                    last_report = now
-                    self._report(action, result, started)
-                    if on_progress:
-                        on_progress(result)
-            while in_flight:
-                self._collect(in_flight, failed)
+        helpers = [
+            threading.Thread(target=work, name=f"vikingdb-{action}-{n}", daemon=True)
+            for n in range(1, min(concurrency, total))
+        ]
+        for helper in helpers:
+            helper.start()
+        try:
+            work()
+        finally:
+            stopping = True  # the caller stopped (done, or interrupted): no new batches
+            for helper in helpers:
+                helper.join()
 
         if failed:
-            not_done: list = []
             done_keys: list = []
-            for number, batch in enumerate(batched(items, batch_size), start=1):
-                (done_keys if number in done else not_done).extend(keys(batch))
+            not_done: list = []
+            for number, batch in enumerate(batched(items, batch_size)):
+                (done_keys if done[number] else not_done).extend(keys(batch))
             first = failed[min(failed)]
             raise VikingDBBatchError(
                 first,
@@ -688,18 +824,6 @@ class VikingDBHook(BaseHook):
             ) from first
         self._report(action, result, started)
         return result
-
-    @staticmethod
-    def _collect(in_flight: dict[Future, tuple[int, Sequence]], failed: dict[int, VikingDBError]) -> None:
-        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-        for future in finished:
-            number, _batch = in_flight.pop(future)
-            exc = future.exception()
-            if exc is None:
-                continue
-            if not isinstance(exc, VikingDBError):
-                exc = VikingDBError(f"{type(exc).__name__}: {exc}", code="ClientError")
-            failed[number] = exc
 
     def _report(self, action: str, result: BatchResult, started: float) -> None:
         elapsed = max(time.monotonic() - started, 1e-9)
@@ -717,12 +841,9 @@ class VikingDBHook(BaseHook):
         )
 
     def _resize_pool(self, size: int) -> None:
-        from requests.adapters import HTTPAdapter
-
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=size, max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
         self.max_concurrency = size
+        if "session" in self.__dict__:
+            self._mount(self.session, size)
 
     # ---- reads ----
 
@@ -874,6 +995,16 @@ def _retry_after(value: str | None) -> float | None:
 
 def _full_jitter(attempt: int, cap: float = BACKOFF_CAP) -> float:
     return random.uniform(0, min(cap, BACKOFF_BASE * 2 ** (attempt - 1)))
+
+
+_stats_lock = threading.Lock()
+
+
+def _count(stats: BatchResult, *, throttled: int = 0, retries: int = 0) -> None:
+    """Retry counters, bumped from several threads (rarely: retries only)."""
+    with _stats_lock:
+        stats.throttled += throttled
+        stats.retries += retries
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,145 @@
+"""Concurrent batches against the local server: failure rules, throttling, pool reuse. No timing asserts."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, VikingDBBatchError, VikingDBHook
+from airflow_provider_vikingdb.ratelimit import limiter_for
+
+SK = "SK-concurrency-0123456789"
+
+
+@pytest.fixture
+def make_server(vikingdb_server_factory, monkeypatch):
+    def make(**kwargs):
+        srv = vikingdb_server_factory(collections=("test_coll",), ak="AK", sk=SK, **kwargs)
+        monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+        return srv
+
+    return make
+
+
+def deletes(server):
+    return [r for r in server.requests if r.path == DELETE_PATH]
+
+
+def load(server, count: int) -> list[str]:
+    ids = [f"id{i:05d}" for i in range(count)]
+    server.load("test_coll", [{"id": i} for i in ids])
+    return ids
+
+
+@pytest.mark.parametrize("concurrency", [4, 8])
+def test_permanent_error_with_concurrency_says_exactly_what_was_deleted(make_server, concurrency):
+    server = make_server(latency_ms=20)
+    ids = load(server, 3000)
+    hook = VikingDBHook(max_concurrency=concurrency)
+    hook._sleep = lambda seconds: None
+    original = hook.request
+    sent = []
+
+    def request(path, body=None, **kw):
+        sent.append(1)
+        if len(sent) == 7:  # the next request to reach the server fails for good
+            server.fail_next(DELETE_PATH, status=400, code="InvalidParameter", message="scripted")
+        return original(path, body, **kw)
+
+    hook.request = request
+    with pytest.raises(VikingDBBatchError) as info:
+        hook.delete(ids, collection_name="test_coll")
+    err = info.value
+    left = set(server.records("test_coll"))
+    assert err.code == "InvalidParameter" and len(err.failed_batches) == 1
+    # done_ids are exactly the ids no longer in the collection, not_done_ids exactly those still there
+    assert set(err.done_ids) == set(ids) - left
+    assert set(err.not_done_ids) == left
+    assert sorted(err.done_ids + err.not_done_ids) == ids
+    assert err.result.ids_done == len(err.done_ids) == 100 * err.result.batches
+    # the failed batch's ids were not deleted (a 4xx applies nothing)
+    (failed,) = [r for r in deletes(server) if r.status == 400]
+    assert set(failed.body["ids"]) <= left
+    # after the failure nothing new was sent: at most the batches then in flight finished
+    log = deletes(server)
+    assert len(log) <= log.index(failed) + concurrency
+    assert len(log) < 30  # of 30 batches
+    hook.close()
+
+
+def test_transient_error_with_concurrency_is_retried_and_nothing_is_lost(make_server):
+    server = make_server(latency_ms=5)
+    ids = load(server, 2000)
+    server.fail_next(DELETE_PATH, times=3, status=503, code="ServiceUnavailable")
+    hook = VikingDBHook(max_concurrency=8)
+    hook._sleep = lambda seconds: None
+    result = hook.delete(ids, collection_name="test_coll")
+    assert result.ids_deleted == 2000 and result.retries == 3
+    assert server.records("test_coll") == {}
+    hook.close()
+
+
+def test_throttled_batches_are_retried_never_lost_never_failures(make_server):
+    server = make_server(quota=4000, latency_ms=10)
+    ids = load(server, 10_000)
+    hook = VikingDBHook(max_concurrency=8)
+    result = hook.delete(ids, collection_name="test_coll")
+    statuses = [r.status for r in deletes(server)]
+    assert server.records("test_coll") == {}
+    assert result.ids_deleted == 10_000 and result.batches == 100
+    assert statuses.count(429) > 0  # the quota was hit (the burst ran out) ...
+    assert result.throttled == statuses.count(429)  # ... and every throttle was retried
+    assert statuses.count(200) == 100
+    limiter = limiter_for(hook.config.base_url, "test_coll", None)
+    assert limiter.rate is not None  # it learned to pace
+    hook.close()
+
+
+def test_without_a_quota_nothing_is_paced(make_server):
+    server = make_server(latency_ms=5)
+    ids = load(server, 3000)
+    hook = VikingDBHook(max_concurrency=8)
+    waits = []
+    hook._sleep = waits.append
+    result = hook.delete(ids, collection_name="test_coll")
+    assert result.ids_deleted == 3000 and result.throttled == 0
+    assert waits == []
+    assert limiter_for(hook.config.base_url, "test_coll", None).rate is None
+    hook.close()
+
+
+def test_rows_per_second_caps_the_pace(make_server):
+    server = make_server()
+    ids = load(server, 500)
+    hook = VikingDBHook(max_concurrency=4, rows_per_second=1000)
+    waits = []
+    hook._sleep = waits.append  # the limiter's waits go through the hook's sleep
+    hook.delete(ids, collection_name="test_coll")
+    assert server.records("test_coll") == {}
+    assert waits and max(waits) > 0
+    assert limiter_for(hook.config.base_url, "test_coll", 1000).rate == 1000
+    hook.close()
+
+
+@pytest.mark.parametrize(("hook_concurrency", "delete_concurrency"), [(8, None), (4, 16)])
+def test_concurrent_batches_reuse_the_pools_connections(make_server, hook_concurrency, delete_concurrency):
+    server = make_server(latency_ms=10)
+    ids = load(server, 6000)
+    hook = VikingDBHook(max_concurrency=hook_concurrency)
+    hook.delete(ids, collection_name="test_coll", max_concurrency=delete_concurrency)
+    hook.delete(ids[:1000], collection_name="test_coll", max_concurrency=delete_concurrency)
+    concurrency = delete_concurrency or hook_concurrency
+    adapter = hook.session.get_adapter(hook.config.base_url)
+    assert adapter._pool_maxsize >= concurrency  # every worker's connection fits in the pool
+    # connections are kept and reused, not opened per request and discarded
+    connections = {r.client for r in deletes(server)}
+    assert len(connections) <= concurrency
+    assert len(deletes(server)) == 70
+    hook.close()
+
+
+def test_the_operator_shares_its_hooks_pool():
+    from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
+
+    op = VikingDBDeleteOperator(task_id="t", collection_name="c", ids=["a"], max_concurrency=12)
+    hook = op.get_hook()
+    assert hook.max_concurrency == 12  # the pool is sized for it: delete() needs no second pool
