@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any, NoReturn
+
 try:  # Airflow 3.1+
     from airflow.sdk import BaseHook
 except ImportError:  # Airflow 3.0
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
+try:  # Airflow 3.1+
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+except ImportError:  # Airflow 3.0
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+    )
 
-def fail_exception() -> type[Exception]:
-    """AirflowFailException: fail the task without retrying (imported when a task fails)."""
-    try:
-        from airflow.sdk.exceptions import AirflowFailException
-    except ImportError:  # Airflow 3.0
-        from airflow.exceptions import AirflowFailException
-    return AirflowFailException
+
+def fail_task(task: Any, message: str) -> NoReturn:
+    """Fail ``task`` without retrying: bad input will be just as bad on a retry."""
+    raise AirflowFailException(f"{type(task).__name__} {task.task_id!r}: {message}")
 
 
 def mask_secret(secret: str) -> None:
@@ -26,4 +33,11 @@ def mask_secret(secret: str) -> None:
     _mask(secret)
 
 
-__all__ = ["BaseHook", "fail_exception", "mask_secret"]
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "BaseHook",
+    "fail_task",
+    "mask_secret",
+]

@@ -28,7 +28,10 @@ from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
 def vikingdb_purge():
     @task
     def check_confirmation() -> None:
-        from airflow.sdk.exceptions import AirflowFailException
+        try:
+            from airflow.sdk.exceptions import AirflowFailException
+        except ImportError:  # Airflow 3.0
+            from airflow.exceptions import AirflowFailException
 
         params = get_current_context()["params"]
         if params["confirm"] != params["collection"]:

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_vikingdb._compat import fail_exception
+from airflow_provider_vikingdb._compat import AirflowException, fail_task
+from airflow_provider_vikingdb.arguments import (
+    check_ids_args,
+    check_target_args,
+    parse_del_all,
+    rendered_target,
+    rendered_text,
+)
 from airflow_provider_vikingdb.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.exceptions import VikingDBError
 from airflow_provider_vikingdb.hooks.vikingdb import DEFAULT_MAX_CONCURRENCY, VikingDBHook, describe_target
@@ -21,7 +28,6 @@ from airflow_provider_vikingdb.ids import InvalidIdsError, check_batch_size, nor
 from airflow_provider_vikingdb.sensors.index_sync import (
     DEFAULT_MAX_CHECKED_IDS,
     DEFAULT_POKE_INTERVAL,
-    AirflowException,
     IndexSyncCheck,
     check_max_checked_ids,
     check_seconds,
@@ -32,6 +38,8 @@ from airflow_provider_vikingdb.sensors.index_sync import (
     wait_blocking,
     wait_summary,
 )
+
+__all__ = ["IndexNotSyncedError", "VikingDBDeleteOperator", "parse_del_all"]
 
 #: XCom key of the delete's summary, pushed before waiting for the index
 DELETE_SUMMARY_KEY = "delete_summary"
@@ -108,25 +116,11 @@ class VikingDBDeleteOperator(BaseOperator):
             isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
         ):
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
-        if collection_name is not None and resource_id is not None:
-            raise ValueError(
-                f"{type(self).__name__} {self.task_id!r}: give collection_name or resource_id, not both"
-            )
-        if collection_name is None and resource_id is None:
-            raise ValueError(
-                f"{type(self).__name__} {self.task_id!r}: give collection_name (or resource_id) "
-                "of the collection to delete from"
-            )
-        if del_all is True and ids is not None:
-            raise ValueError(
-                f"{type(self).__name__} {self.task_id!r}: ids and del_all=True delete different "
-                "things; give one of them"
-            )
-        if del_all is False and ids is None:
-            raise ValueError(
-                f"{type(self).__name__} {self.task_id!r}: nothing to delete: give ids "
-                "(e.g. ids=upstream_task.output) or del_all=True"
-            )
+        owner = f"{type(self).__name__} {self.task_id!r}"
+        check_target_args(owner, collection_name, resource_id)
+        check_ids_args(
+            owner, ids, del_all, "nothing to delete: give ids (e.g. ids=upstream_task.output) or del_all=True"
+        )
         self.collection_name = collection_name
         self.resource_id = resource_id
         self.ids = ids
@@ -165,7 +159,7 @@ class VikingDBDeleteOperator(BaseOperator):
         hook = self.get_hook()
         if del_all:
             if self.ids is not None:
-                self._fail("ids and del_all=True delete different things; give one of them")
+                self._fail("give ids or del_all=True, not both (they delete different things)")
             self.log.warning("del_all=True: deleting EVERY record of %s", describe_target(target))
             result = hook.delete(del_all=True, **target)
             return self._then_wait(context, hook, target, index_name, None, self._summary(result.to_dict()))
@@ -274,7 +268,7 @@ class VikingDBDeleteOperator(BaseOperator):
     def _index_to_wait_for(self) -> str | None:
         if self.wait_for_index is None:
             return None
-        index_name = _rendered_text(self.wait_for_index)
+        index_name = rendered_text(self.wait_for_index)
         if not index_name:
             # Checked before deleting: a wait that cannot happen must not follow a delete.
             self._fail(f"wait_for_index rendered to {self.wait_for_index!r}: give the index name, or None")
@@ -314,14 +308,10 @@ class VikingDBDeleteOperator(BaseOperator):
         }
 
     def _checked_target(self) -> dict[str, str]:
-        name = _rendered_text(self.collection_name)
-        rid = _rendered_text(self.resource_id)
-        if bool(name) == bool(rid):
-            self._fail(
-                "give exactly one of collection_name or resource_id "
-                f"(rendered: collection_name={self.collection_name!r}, resource_id={self.resource_id!r})"
-            )
-        return {"collection_name": name} if name else {"resource_id": rid}
+        try:
+            return rendered_target(self.collection_name, self.resource_id)
+        except ValueError as exc:
+            self._fail(str(exc))
 
     def _summary(self, data: dict[str, Any]) -> dict[str, Any]:
         summary = {
@@ -337,8 +327,7 @@ class VikingDBDeleteOperator(BaseOperator):
         return summary
 
     def _fail(self, message: str):
-        # Bad input will be just as bad on a retry: fail without retrying.
-        raise fail_exception()(f"{type(self).__name__} {self.task_id!r}: {message}")
+        fail_task(self, message)
 
 
 class IndexNotSyncedError(AirflowException):
@@ -352,19 +341,3 @@ def _delete_done(summary: dict[str, Any] | None) -> str:
         return f"The delete itself succeeded (del_all on {summary.get('target')}); only the index lags."
     deleted, target = summary.get("ids_deleted"), summary.get("target")
     return f"The delete itself succeeded ({deleted} ids deleted from {target}); only the index lags."
-
-
-def parse_del_all(value: Any) -> bool:
-    """A real bool, or the text true/false in any case (a templated flag renders to text)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError(f"del_all must be True/False or the text 'true'/'false', got {value!r}")
-
-
-def _rendered_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text in ("", "None") else text

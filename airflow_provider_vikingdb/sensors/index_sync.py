@@ -18,17 +18,6 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_vikingdb.exceptions import VikingDBError
-
-try:
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
-except ImportError:  # Airflow 3.0
-    from airflow.exceptions import (  # type: ignore[no-redef]
-        AirflowException,
-        AirflowFailException,
-        AirflowSensorTimeout,
-    )
-
-__all__ = ["AirflowException", "AirflowFailException", "AirflowSensorTimeout", "IndexSyncCheck"]
 from airflow_provider_vikingdb.hooks.vikingdb import FETCH_IN_INDEX_PATH, SEARCH_RANDOM_PATH, describe_target
 from airflow_provider_vikingdb.ids import MAX_BATCH_SIZE, batched
 

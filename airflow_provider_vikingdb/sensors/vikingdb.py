@@ -16,16 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
+from airflow_provider_vikingdb._compat import AirflowException, AirflowSensorTimeout, fail_task
+from airflow_provider_vikingdb.arguments import (
+    check_ids_args,
+    check_target_args,
+    parse_del_all,
+    rendered_target,
+    rendered_text,
+)
 from airflow_provider_vikingdb.connection_fields import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook, describe_target
 from airflow_provider_vikingdb.ids import InvalidIdsError, normalize_ids
-from airflow_provider_vikingdb.operators.vikingdb import _rendered_text, parse_del_all
 from airflow_provider_vikingdb.sensors.index_sync import (
     DEFAULT_MAX_CHECKED_IDS,
     DEFAULT_POKE_INTERVAL,
-    AirflowException,
-    AirflowFailException,
-    AirflowSensorTimeout,
     IndexSyncCheck,
     check_max_checked_ids,
     choose_ids_to_check,
@@ -92,14 +96,10 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         if timeout is None:
             timeout = default_timeout(del_all is True)
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
-        if (collection_name is None) == (resource_id is None):
-            raise ValueError(f"{name}: give exactly one of collection_name or resource_id")
+        check_target_args(name, collection_name, resource_id)
         if not index_name:
             raise ValueError(f"{name}: give index_name, the index to watch")
-        if del_all is True and ids is not None:
-            raise ValueError(f"{name}: give ids or del_all=True, not both")
-        if del_all is False and ids is None:
-            raise ValueError(f"{name}: give the deleted ids (e.g. ids=upstream.output) or del_all=True")
+        check_ids_args(name, ids, del_all, "give the deleted ids (e.g. ids=upstream.output) or del_all=True")
         try:
             check_max_checked_ids(max_checked_ids)
         except ValueError as exc:
@@ -119,15 +119,11 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
     # ---- what to wait for (known only once the templates are rendered) ----
 
     def _prepare(self) -> IndexSyncCheck:
-        name = _rendered_text(self.collection_name)
-        rid = _rendered_text(self.resource_id)
-        if bool(name) == bool(rid):
-            self._fail(
-                "give exactly one of collection_name or resource_id "
-                f"(rendered: collection_name={self.collection_name!r}, resource_id={self.resource_id!r})"
-            )
-        target = {"collection_name": name} if name else {"resource_id": rid}
-        index_name = _rendered_text(self.index_name)
+        try:
+            target = rendered_target(self.collection_name, self.resource_id)
+        except ValueError as exc:
+            self._fail(str(exc))
+        index_name = rendered_text(self.index_name)
         if not index_name:
             self._fail(f"index_name rendered to {self.index_name!r}: give the index to watch")
         try:
@@ -138,7 +134,7 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
             self.timeout = default_timeout(del_all)
         if del_all:
             if self.ids is not None:
-                self._fail("give ids or del_all=True, not both")
+                self._fail("give ids or del_all=True, not both (they delete different things)")
             check = IndexSyncCheck(target, index_name, None)
             self.log.info("%s; timeout %gs.", check.start_text(), self.timeout)
             return check
@@ -239,5 +235,4 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         }
 
     def _fail(self, message: str):
-        # Bad input will be just as bad on a retry: fail without retrying.
-        raise AirflowFailException(f"{type(self).__name__} {self.task_id!r}: {message}")
+        fail_task(self, message)

@@ -44,7 +44,10 @@ class DagResult:
 
 
 def _dagbag_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.0
+        from airflow.models.dagbag import DagBag
 
     for folder in (ROOT / "example_dags", ROOT / "tests" / "e2e" / "dags"):
         bag = DagBag(dag_folder=str(folder))

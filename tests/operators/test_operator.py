@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_vikingdb._compat import AirflowFailException
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH
 from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator, parse_del_all
 
@@ -22,9 +23,9 @@ def test_batch_size_outside_1_to_100_fails_at_parse_time(batch_size):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"collection_name": "c", "resource_id": "r", "ids": ["a"]}, "not both"),
-        ({"ids": ["a"]}, "give collection_name"),
-        ({"collection_name": "c", "ids": ["a"], "del_all": True}, "give one of them"),
+        ({"collection_name": "c", "resource_id": "r", "ids": ["a"]}, "exactly one of collection_name or"),
+        ({"ids": ["a"]}, "exactly one of collection_name or resource_id"),
+        ({"collection_name": "c", "ids": ["a"], "del_all": True}, "not both"),
         ({"collection_name": "c"}, "nothing to delete"),
         ({"collection_name": "c", "ids": ["a"], "max_concurrency": 0}, "max_concurrency"),
     ],
@@ -52,8 +53,6 @@ def test_del_all_refuses_anything_else(value):
 
 
 def test_ids_none_at_run_time_fails_and_sends_nothing(vikingdb_connection):
-    from airflow.sdk.exceptions import AirflowFailException
-
     op = make(collection_name="test_coll", ids=["a"])
     op.ids = None  # e.g. a template rendered as a native None
     with pytest.raises(AirflowFailException, match=r"ids is None.*\.output"):
@@ -63,8 +62,6 @@ def test_ids_none_at_run_time_fails_and_sends_nothing(vikingdb_connection):
 
 @pytest.mark.parametrize(("name", "rid"), [("", ""), ("None", None), ("c", "r")])
 def test_rendered_target_must_be_exactly_one(vikingdb_connection, name, rid):
-    from airflow.sdk.exceptions import AirflowFailException
-
     op = make(collection_name="test_coll", ids=["a"])
     op.collection_name, op.resource_id = name, rid
     with pytest.raises(AirflowFailException, match="exactly one of collection_name or resource_id"):

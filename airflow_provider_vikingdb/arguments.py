@@ -1,0 +1,53 @@
+"""Arguments the delete operator and the index-sync sensor share, checked the same way.
+
+Pure and cheap to import (DAG files import it). At parse time only what is
+literally known is checked; templated values are checked once rendered, before
+anything is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGET_RULE = "give exactly one of collection_name or resource_id"
+
+
+def check_target_args(owner: str, collection_name: Any, resource_id: Any) -> None:
+    """Parse time: exactly one of the two was given."""
+    if (collection_name is None) == (resource_id is None):
+        raise ValueError(f"{owner}: {TARGET_RULE}")
+
+
+def check_ids_args(owner: str, ids: Any, del_all: Any, missing: str) -> None:
+    """Parse time: ``ids`` or a literal ``del_all=True``, not both and not neither."""
+    if del_all is True and ids is not None:
+        raise ValueError(f"{owner}: give ids or del_all=True, not both (they delete different things)")
+    if del_all is False and ids is None:
+        raise ValueError(f"{owner}: {missing}")
+
+
+def rendered_target(collection_name: Any, resource_id: Any) -> dict[str, str]:
+    """Run time: the rendered target as the request body names it; ValueError unless exactly one."""
+    name, rid = rendered_text(collection_name), rendered_text(resource_id)
+    if bool(name) == bool(rid):
+        raise ValueError(
+            f"{TARGET_RULE} (rendered: collection_name={collection_name!r}, resource_id={resource_id!r})"
+        )
+    return {"collection_name": name} if name else {"resource_id": rid}
+
+
+def parse_del_all(value: Any) -> bool:
+    """A real bool, or the text true/false in any case (a templated flag renders to text)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"del_all must be True/False or the text 'true'/'false', got {value!r}")
+
+
+def rendered_text(value: Any) -> str | None:
+    """A rendered template as text; None for nothing, "" or the text "None"."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", "None") else text
