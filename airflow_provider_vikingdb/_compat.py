@@ -10,12 +10,18 @@ except ImportError:  # Airflow 3.0
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
 try:  # Airflow 3.1+
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        TaskDeferred,
+    )
 except ImportError:  # Airflow 3.0
     from airflow.exceptions import (  # type: ignore[no-redef]
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
+        TaskDeferred,
     )
 
 
@@ -38,6 +44,7 @@ __all__ = [
     "AirflowFailException",
     "AirflowSensorTimeout",
     "BaseHook",
+    "TaskDeferred",
     "fail_task",
     "mask_secret",
 ]

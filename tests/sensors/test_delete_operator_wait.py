@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_provider_vikingdb._compat import AirflowException, AirflowFailException
+from airflow_provider_vikingdb._compat import AirflowException, AirflowFailException, TaskDeferred
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, FETCH_IN_INDEX_PATH, SEARCH_RANDOM_PATH
 from airflow_provider_vikingdb.operators.vikingdb import (
     DELETE_SUMMARY_KEY,

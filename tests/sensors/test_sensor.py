@@ -7,9 +7,13 @@ import re
 import time
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_provider_vikingdb._compat import AirflowException, AirflowFailException, AirflowSensorTimeout
+from airflow_provider_vikingdb._compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    TaskDeferred,
+)
 from airflow_provider_vikingdb.exceptions import VikingDBError
 from airflow_provider_vikingdb.hooks.vikingdb import FETCH_IN_INDEX_PATH, VikingDBHook
 from airflow_provider_vikingdb.sensors.vikingdb import VikingDBIndexSyncSensor
