@@ -13,12 +13,14 @@ back off when throttled, grow back along a cubic), fitted to a token bucket:
   a request, provided it never overflowed in between. So each congestion event
   measures the quota from an earlier one (the anchor). "No 429 for a while" is
   no such proof: the bucket may be hiding an overshoot.
-* The first event has no anchor: it takes the rows accepted over the last second,
-  which the burst inflates, and backs off from that guess.
-* After an event the rate restarts a little below the measured quota, climbs
-  back to it, stays flat, then probes above it, faster and faster (a cubic), so
-  a raised quota or a quieter neighbour is found. Rows not sent while under the
-  quota are not lost: the bucket banks them and the probing spends them.
+* The first event has no anchor: it takes the rows accepted over the last second
+  (burst included, answers still on their way not), backs off a little from that
+  guess and probes sooner, to be measured properly at the next event.
+* After an event the rate restarts at the measured quota, stays nearly flat,
+  then probes above it, faster and faster (a cubic), so a raised quota or a
+  quieter neighbour is found. Rows not sent while under the quota are not lost
+  at once: the bucket banks them (up to its size) and the probing spends them.
+  Pacing below the quota "to be safe" would leave them banked when the job ends.
 * If the rows we left unsent since the anchor could have overflowed the bucket,
   the measurement is only a floor: the rate then grows exponentially from it.
 * Requests booked before an event that come back 429 too are echoes of the same
@@ -41,12 +43,12 @@ _NEVER = float("-inf")
 class AdaptiveRateLimiter:
     """Paces requests of some rows each to a collection's learned quota. Thread-safe."""
 
-    #: right after a congestion event, pace this fraction below the measured quota
-    margin = 0.03
-    #: seconds after an event until the rate is back at the measured quota; it probes above after
-    recovery = 15.0
+    #: after a congestion event the rate starts at the quota and probes above it along a cubic:
+    #: ``probe`` above it ``probe_time`` seconds later, 8 times that after twice as long, ...
+    probe = 0.03
+    probe_time = 15.0
     #: the same while the quota is a guess from the first event's burst: probe sooner
-    recovery_guessed = 2.0
+    probe_time_guessed = 2.0
     #: the first event's guess is this fraction of the rows accepted over ``window``
     backoff = 0.9
     #: seconds over which accepted rows are counted for the first event's guess
@@ -113,10 +115,10 @@ class AdaptiveRateLimiter:
             if self._mode == "floor":
                 rate *= 2.0 ** min(elapsed / self.doubling, 30.0)
             else:
-                # A cubic: quota * (1 - margin) right after the event, flat at the quota after
-                # ``recovery`` seconds, then growing ever faster.
-                recovery = self.recovery if self._mode == "measured" else self.recovery_guessed
-                rate *= 1.0 + self.margin * ((elapsed - recovery) / recovery) ** 3
+                # Flat at first (the quota is what the bucket gives), then ever faster: a raised
+                # quota or a quieter neighbour is found, an overshoot hidden by the bucket ends.
+                probe_time = self.probe_time if self._mode == "measured" else self.probe_time_guessed
+                rate *= 1.0 + self.probe * (elapsed / probe_time) ** 3
         if self.max_rate is not None:
             rate = self.max_rate if rate is None else min(rate, self.max_rate)
         return rate
@@ -183,7 +185,8 @@ class AdaptiveRateLimiter:
             self.events += 1
             self._since = now
             # The bucket was just found empty: the next request waits until it can cover one.
-            self._next_slot = max(self._next_slot, now + max(rows, 1) / self._quota)
+            # Slots booked before (at the old rate) are void: their holders book again.
+            self._next_slot = now + max(rows, 1) / self._quota
             return True
 
     def _measure(self, now: float, rows: int) -> float:
@@ -229,7 +232,7 @@ class AdaptiveRateLimiter:
         if recent:
             self._burst = max(self._burst, recent)
             self._mode = "guessed"
-            return recent / self.window * self.backoff / (1.0 - self.margin)
+            return recent / self.window * self.backoff
         # Nothing accepted to measure (a neighbour took the quota?): start low, double.
         self._mode = "floor"
         return rows / self.window if current is None else current / 2.0

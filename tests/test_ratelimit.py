@@ -121,21 +121,22 @@ def test_the_quota_is_measured_between_two_congestion_events(clock):
     assert lim.quota == pytest.approx(1200, rel=0.01)
 
 
-def test_after_a_measurement_the_rate_dips_recovers_then_probes_ever_faster(clock):
+def test_after_a_measurement_the_rate_starts_at_the_quota_then_probes_ever_faster(clock):
     lim = limiter(clock)
     accept(lim, clock, 1500, 2)
     lim.on_throttle(clock.now, 100)
     accept(lim, clock, 1500, 10)
     lim.on_throttle(clock.now, 100)
-    quota, start, recovery = lim.quota, clock.now, lim.recovery
+    quota, start, probe_time = lim.quota, clock.now, lim.probe_time
     rates = []
-    for t in (0, recovery, 2 * recovery, 3 * recovery, 5 * recovery):
+    for t in (0, probe_time / 3, probe_time, 2 * probe_time, 4 * probe_time):
         clock.now = start + t
         rates.append(lim.rate / quota)
-    assert rates[0] == pytest.approx(1 - lim.margin)
-    assert rates[1] == pytest.approx(1.0)
-    assert rates[2] == pytest.approx(1 + lim.margin)
-    assert rates[2] < rates[3] < rates[4] and rates[4] > 2  # a raised quota is found
+    assert rates[0] == pytest.approx(1.0)
+    assert rates[1] < 1.002  # nearly flat at first
+    assert rates[2] == pytest.approx(1 + lim.probe)
+    assert rates[3] == pytest.approx(1 + 8 * lim.probe)
+    assert rates[4] > 2  # a raised quota is found
 
 
 def test_a_measurement_that_left_the_bucket_overflowing_is_only_a_floor(clock):
