@@ -143,3 +143,23 @@ def test_the_operator_shares_its_hooks_pool():
     op = VikingDBDeleteOperator(task_id="t", collection_name="c", ids=["a"], max_concurrency=12)
     hook = op.get_hook()
     assert hook.max_concurrency == 12  # the pool is sized for it: delete() needs no second pool
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_a_retry(make_server):
+    from airflow_provider_vikingdb.local import LocalVikingDB
+
+    server = make_server()
+    ids = load(server, 300)
+    hook = VikingDBHook(max_concurrency=4)
+    assert hook.delete(ids[:200], collection_name="test_coll").retries == 0
+    port = server.port
+    server.stop()  # closes every kept-alive connection
+    again = LocalVikingDB(collections=("test_coll",), ak="AK", sk=SK, port=port).start()
+    try:
+        again.load("test_coll", [{"id": i} for i in ids[200:]])
+        result = hook.delete(ids[200:], collection_name="test_coll")
+        assert result.retries == 0 and result.ids_deleted == 100
+        assert again.records("test_coll") == {}
+    finally:
+        again.stop()
+        hook.close()
