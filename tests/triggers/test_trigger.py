@@ -74,7 +74,10 @@ def test_serialize_round_trips_and_holds_no_secret(server):
     assert kwargs["ids"] == ["a", 7] and kwargs["total_ids"] == 5000
     assert VikingDBIndexSyncTrigger(**kwargs).serialize() == (classpath, kwargs)
     # Airflow stores the kwargs with its serde: nothing secret may be in them
-    from airflow.sdk.serde import serialize
+    try:
+        from airflow.sdk.serde import serialize
+    except ImportError:  # Airflow 3.0/3.1
+        from airflow.serialization.serde import serialize
 
     stored = json.dumps(serialize(kwargs))
     for text in (repr(trigger.serialize()), repr(trigger.__dict__), stored):
