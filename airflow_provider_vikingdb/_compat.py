@@ -1,22 +1,19 @@
-"""Names that moved between Airflow 3.0 and 3.1+: import them from here, in one place."""
+"""Names that moved between Airflow 3.1 and 3.2+: import them from here, in one place."""
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
 
-try:  # Airflow 3.1+
-    from airflow.sdk import BaseHook
-except ImportError:  # Airflow 3.0
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+from airflow.sdk import BaseHook
 
-try:  # Airflow 3.1+
+try:  # Airflow 3.2+
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
         TaskDeferred,
     )
-except ImportError:  # Airflow 3.0
+except ImportError:  # Airflow 3.1
     from airflow.exceptions import (  # type: ignore[no-redef]
         AirflowException,
         AirflowFailException,
@@ -32,10 +29,8 @@ def fail_task(task: Any, message: str) -> NoReturn:
 
 def mask_secret(secret: str) -> None:
     """Register a secret with Airflow's masker (the task SDK's one, which task logs go through)."""
-    try:
-        from airflow.sdk.log import mask_secret as _mask
-    except ImportError:  # Airflow 3.0
-        from airflow.sdk.execution_time.secrets_masker import mask_secret as _mask
+    from airflow.sdk.log import mask_secret as _mask
+
     _mask(secret)
 
 

@@ -1,7 +1,7 @@
 """The one definition of the ``vikingdb`` connection form.
 
 Airflow 3.2+ reads it declaratively from the provider info (``conn-fields`` and
-``ui-field-behaviour``); Airflow 3.0/3.1 call the hook's
+``ui-field-behaviour``); Airflow 3.1 calls the hook's
 ``get_connection_form_widgets`` / ``get_ui_field_behaviour``. Both are built
 from the dicts below so the two can never disagree.
 """
@@ -98,7 +98,7 @@ def provider_ui_field_behaviour() -> dict[str, Any]:
 
 
 def legacy_form_widgets() -> dict[str, Any]:
-    """WTForms widgets for Airflow 3.0/3.1 (imported only when the UI asks)."""
+    """WTForms widgets for Airflow 3.1 (imported only when the UI asks)."""
     from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
     from flask_babel import lazy_gettext
     from wtforms import IntegerField, PasswordField, StringField

@@ -30,7 +30,7 @@ def vikingdb_purge():
     def check_confirmation() -> None:
         try:
             from airflow.sdk.exceptions import AirflowFailException
-        except ImportError:  # Airflow 3.0
+        except ImportError:  # Airflow 3.1
             from airflow.exceptions import AirflowFailException
 
         params = get_current_context()["params"]

@@ -12,7 +12,7 @@ from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
 
 
 def _ui_fields_available() -> bool:
-    """Airflow 3.2+ reads conn-fields itself; 3.0/3.1 only through the hook's WTForms (the FAB UI)."""
+    """Airflow 3.2+ reads conn-fields itself; 3.1 only through the hook's WTForms (the FAB UI)."""
     from airflow import __version__ as airflow_version
     from packaging.version import Version
 
@@ -32,7 +32,7 @@ def test_providers_manager_lists_the_provider_and_the_connection_type():
     assert "airflow-provider-vikingdb" in manager.providers
     assert manager.hooks["vikingdb"].hook_class_name.endswith("VikingDBHook")
     if not _ui_fields_available():
-        pytest.skip("this Airflow has no connection-form UI installed (3.0/3.1 without FAB)")
+        pytest.skip("this Airflow has no connection-form UI installed (3.1 without FAB)")
     widgets = {k: v for k, v in manager.connection_form_widgets.items() if k.startswith("extra__vikingdb__")}
     assert set(widgets) == {f"extra__vikingdb__{name}" for name in EXTRA_FIELDS}
     secret = {k.rsplit("__", 1)[1] for k, v in widgets.items() if v.is_sensitive}
@@ -67,7 +67,7 @@ def test_legacy_ui_field_behaviour_is_the_same_definition():
 
 
 def test_legacy_form_widgets_match_the_declared_fields():
-    pytest.importorskip("flask_appbuilder", reason="Airflow 3.0/3.1 UI only")
+    pytest.importorskip("flask_appbuilder", reason="the FAB connection form of Airflow 3.1 only")
     assert set(VikingDBHook.get_connection_form_widgets()) == set(EXTRA_FIELDS)
 
 

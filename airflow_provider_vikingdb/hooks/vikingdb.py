@@ -516,7 +516,7 @@ class VikingDBHook(BaseHook):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vikingdb_conn_id={self.vikingdb_conn_id!r})"
 
-    # ---- connection form (Airflow 3.0/3.1; 3.2+ reads the provider info) ----
+    # ---- connection form (Airflow 3.1; 3.2+ reads the provider info) ----
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:

@@ -46,7 +46,7 @@ class DagResult:
 def _dagbag_dag(dag_id: str):
     try:
         from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 3.0
+    except ImportError:  # Airflow 3.1
         from airflow.models.dagbag import DagBag
 
     for folder in (ROOT / "example_dags", ROOT / "tests" / "e2e" / "dags"):

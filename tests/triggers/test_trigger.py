@@ -76,7 +76,7 @@ def test_serialize_round_trips_and_holds_no_secret(server):
     # Airflow stores the kwargs with its serde: nothing secret may be in them
     try:
         from airflow.sdk.serde import serialize
-    except ImportError:  # Airflow 3.0/3.1
+    except ImportError:  # Airflow 3.1
         from airflow.serialization.serde import serialize
 
     stored = json.dumps(serialize(kwargs))
