@@ -14,8 +14,8 @@ back off when throttled, grow back along a cubic), fitted to a token bucket:
   measures the quota from an earlier one (the anchor). "No 429 for a while" is
   no such proof: the bucket may be hiding an overshoot.
 * The first event has no anchor: it takes the rows accepted over the last second
-  (burst included, answers still on their way not), backs off a little from that
-  guess and probes sooner, to be measured properly at the next event.
+  (the burst inflates it, answers still on their way shrink it) as a guess, and
+  probes sooner, to be measured properly at the next event.
 * After an event the rate restarts at the measured quota, stays nearly flat,
   then probes above it, faster and faster (a cubic), so a raised quota or a
   quieter neighbour is found. Rows not sent while under the quota are not lost
@@ -49,8 +49,6 @@ class AdaptiveRateLimiter:
     probe_time = 15.0
     #: the same while the quota is a guess from the first event's burst: probe sooner
     probe_time_guessed = 2.0
-    #: the first event's guess is this fraction of the rows accepted over ``window``
-    backoff = 0.9
     #: seconds over which accepted rows are counted for the first event's guess
     window = 1.0
     #: a measurement needs this many requests accepted since the anchor (error ~ 1 request / them)
@@ -62,6 +60,8 @@ class AdaptiveRateLimiter:
     doubling = 2.0
     #: anchors older than this are moved up (the quota or the neighbours may have changed)
     horizon = 60.0
+    #: successes remembered since the anchor to check the bucket did not overflow (then thinned)
+    max_trail = 4096
 
     def __init__(
         self,
@@ -163,7 +163,10 @@ class AdaptiveRateLimiter:
         now = self._clock()
         with self._lock:
             if self._anchor is not None:
-                self._trail.append((now, self._accepted))
+                trail = self._trail
+                trail.append((now, self._accepted))
+                if len(trail) > self.max_trail:
+                    del trail[::2]  # a long calm: keep every other point, the bound stays close
             self._accepted += rows
             recent = self._recent
             recent.append((now, rows))
@@ -222,17 +225,17 @@ class AdaptiveRateLimiter:
                         self._set_anchor(now, self._accepted)
                 return measured
             if accepted > 0 and current is not None:
-                # Too few rows since the anchor to measure: back off from where we are, but not
-                # below a floor just found; keep the anchor to measure from it next time.
+                # Too few rows since the anchor to measure: what it gave so far, if less than we
+                # paced, but not below a floor just found; keep the anchor to measure from it.
                 floor = self._quota if self._mode == "floor" and self._quota is not None else 0.0
                 self._mode = "guessed"
-                return max(min(current, accepted / span) * self.backoff, floor)
+                return max(min(current, accepted / span), floor)
         self._set_anchor(now, self._accepted)
         recent = sum(n for t, n in self._recent if t >= now - self.window)
         if recent:
             self._burst = max(self._burst, recent)
             self._mode = "guessed"
-            return recent / self.window * self.backoff
+            return recent / self.window
         # Nothing accepted to measure (a neighbour took the quota?): start low, double.
         self._mode = "floor"
         return rows / self.window if current is None else current / 2.0

@@ -87,12 +87,12 @@ def test_a_slot_booked_before_a_slow_down_is_booked_again(clock):
 # ------------------------------------------------------------------ learning the quota
 
 
-def test_first_throttle_paces_below_what_was_accepted_over_the_last_second(clock):
+def test_first_throttle_paces_at_what_was_accepted_over_the_last_second(clock):
     lim = limiter(clock)
     accept(lim, clock, 1500, 3)
     assert lim.on_throttle(clock.now, 100) is True
     assert lim.mode == "guessed" and lim.events == 1
-    assert lim.rate == pytest.approx(1500 * lim.backoff, rel=0.01)
+    assert lim.rate == pytest.approx(1500, rel=0.07)  # 15 or 16 requests of 100 in the window
     # the bucket was just found empty: the next request waits for one request's worth of refill
     send_at, _ = lim.reserve(100)
     assert send_at - clock.now == pytest.approx(100 / lim.quota)
