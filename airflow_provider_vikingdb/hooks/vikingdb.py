@@ -625,6 +625,7 @@ class VikingDBHook(BaseHook):
             return self.session.request(method, url, data=body, headers=headers, timeout=timeout)
         import requests
         from requests.structures import CaseInsensitiveDict
+        from requests.utils import get_encoding_from_headers
 
         status, reason, answer_headers, data = pool.exchange(method, path, headers, body, timeout)
         response = requests.Response()
@@ -633,6 +634,7 @@ class VikingDBHook(BaseHook):
         response.headers = CaseInsensitiveDict(answer_headers)
         response._content = data
         response.url = url
+        response.encoding = get_encoding_from_headers(response.headers)
         return response
 
     # ---- one request ----
@@ -868,6 +870,7 @@ class VikingDBHook(BaseHook):
             return result
         if concurrency > self.max_concurrency:
             self._resize_pool(concurrency)
+        self._direct  # noqa: B018  (made here, not raced for by the workers' first requests)
         limiter = self._limiter(target)
         lock = threading.Lock()
         source = enumerate(batched(items, batch_size))
