@@ -1,0 +1,46 @@
+"""Every benchmark, one after the other (``make bench``): about five minutes.
+
+1. quota run: 60 000 ids, ``vikingdb-local --quota 1500 --latency-ms 30`` (bench/throughput.py)
+2. no-quota run: the same without a quota
+3. import cost of the operator module (bench/import_cost.py)
+4. peak memory of deleting 1 000 000 ids (bench/memory.py)
+
+Benchmarks, not tests: nothing here passes or fails; read the tables. The machine's
+other load moves every figure; compare the rows of one table, not runs with each other.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z \[")
+
+STEPS = [
+    ["throughput.py", "--quota", "1500", "--latency-ms", "30", "--ids", "60000"],
+    ["throughput.py", "--no-quota", "--latency-ms", "30", "--ids", "60000"],
+    ["import_cost.py", "-n", "10"],
+    ["memory.py", "--ids", "1000000"],
+]
+
+
+def main() -> int:
+    failed = 0
+    for step in STEPS:
+        command = [sys.executable, str(HERE / step[0]), *step[1:]]
+        print(f"\n$ {' '.join(['python', 'bench/' + step[0], *step[1:]])}", flush=True)
+        # Tables on stdout, per-run details on stderr (shown on failure); Airflow's log lines are
+        # printed on stdout too, and left out.
+        done = subprocess.run(command, capture_output=True, text=True)
+        print("".join(line for line in done.stdout.splitlines(True) if not LOG_LINE.match(line)), end="")
+        if done.returncode:
+            print(done.stderr[-3000:], file=sys.stderr)
+            failed = 1
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())
