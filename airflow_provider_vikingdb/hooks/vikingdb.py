@@ -387,7 +387,10 @@ class _ConnectionPool:
         import http.client
 
         lines = [f"{method} {path} HTTP/1.1"]
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+                raise ValueError(f"invalid HTTP header {name!r}: line breaks are not allowed")
+            lines.append(f"{name}: {value}")
         lines.append(f"Content-Length: {len(body)}\r\n{self.extra}\r\n")
         message = "\r\n".join(lines).encode("latin-1") + body
         conn = self._take()

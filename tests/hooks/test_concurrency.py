@@ -165,3 +165,17 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_without_a_retry(m
     finally:
         again.stop()
         hook.close()
+
+
+def test_a_header_with_a_line_break_is_refused_not_sent(make_server, monkeypatch):
+    import json
+
+    server = make_server()
+    conn = json.loads(server.connection_json())
+    conn["extra"]["session_token"] = "token\r\nX-Injected: yes"
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    hook = VikingDBHook()
+    with pytest.raises(ValueError, match="line breaks"):
+        hook.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    assert deletes(server) == []
+    hook.close()
