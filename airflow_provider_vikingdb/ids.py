@@ -27,6 +27,14 @@ class InvalidIdsError(ValueError):
     """The ids argument cannot be turned into a list of VikingDB primary keys."""
 
 
+class CheckedIds(list):
+    """What ``normalize_ids`` returns: valid, distinct keys. Normalizing it again is free.
+
+    The operator checks ids before calling the hook, and the hook checks whatever it is
+    given; for a million ids a second pass would cost another de-duplication set.
+    """
+
+
 def parse_templated_ids(value: object) -> object:
     """Undo what Jinja did to a list: ``"['a', 'b']"`` becomes ``['a', 'b']`` again.
 
@@ -78,25 +86,27 @@ def check_id(value: object, position: int) -> str | int:
     )
 
 
-def normalize_ids(ids: object) -> list[str | int]:
+def normalize_ids(ids: object) -> CheckedIds:
     """Validate every id and drop repeats, keeping first-seen order.
 
     Accepts any iterable (list, tuple, set, generator, Airflow's lazy XCom
     sequence of a mapped task) or a single id. Raises ``InvalidIdsError`` on
     the first bad id: validation is complete before a single request is sent.
     """
+    if isinstance(ids, CheckedIds):
+        return ids
     if ids is None:
         raise InvalidIdsError(f"ids is None: nothing says what to delete. {_XCOM_HINT}")
     ids = parse_templated_ids(ids)
     if isinstance(ids, (str, int)):
-        return [check_id(ids, 0)]
+        return CheckedIds([check_id(ids, 0)])
     if isinstance(ids, (dict, bytes)) or not isinstance(ids, Iterable):
         raise InvalidIdsError(
             f"ids must be a list of int64 or string primary keys, got a {type(ids).__name__}: "
             f"{_preview(repr(ids))}"
         )
     seen: set[str | int] = set()
-    out: list[str | int] = []
+    out = CheckedIds()
     for position, value in enumerate(ids):
         key = check_id(value, position)
         if key not in seen:

@@ -55,14 +55,14 @@ def fake_hook():
 
     answer = json.dumps({"code": "Success", "message": "", "request_id": "r", "result": None}).encode()
 
-    def send(method, path, url, body, headers, timeout):
+    def send(method, url, data=None, headers=None, timeout=None):
         response = requests.Response()
         response.status_code = 200
         response._content = answer
         return response
 
     hook = VikingDBHook()
-    hook._send = send
+    hook.session.request = send
     hook.ping()  # imports, session and signer ready before measuring
     return hook
 

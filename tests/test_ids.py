@@ -123,3 +123,9 @@ def test_batches_are_slices_of_at_most_size():
 def test_batch_size_outside_1_to_100_is_refused(bad):
     with pytest.raises(InvalidIdsError, match="batch_size"):
         check_batch_size(bad)
+
+
+def test_a_checked_list_is_not_checked_again():
+    checked = normalize_ids(["a", "b", "a"])
+    assert normalize_ids(checked) is checked
+    assert normalize_ids(list(checked)) is not checked  # a plain list is checked anew

@@ -158,6 +158,14 @@ def parse_connection(
 
     api_key = _text(extra.get("api_key"))
     login = _text(login)
+    # These travel in HTTP headers: a line break would end the header (and could forge another).
+    for name, value in (
+        ("login", login),
+        ("extra 'api_key'", api_key),
+        ("extra 'session_token'", extra.get("session_token")),
+    ):
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            raise VikingDBConfigError(f"{where}: {name} contains a line break; paste it without one")
     password = password or None
     if not api_key and not (login and password):
         missing = "Access Key ID (login)" if not login else "Secret Access Key (password)"
@@ -338,147 +346,6 @@ def _sample(ids: Sequence, limit: int = 5) -> str:
     return f" (first: {shown}{', ...' if len(ids) > limit else ''})"
 
 
-# --------------------------------------------------------------------------- connections
-
-
-class _ConnectionPool:
-    """Keep-alive HTTP(S) connections to one host, shared by all the hook's threads.
-
-    The hot path of a batched call. ``requests`` (and urllib3 under it) spends about as much
-    CPU per call as the whole rest of a batch, signing included: settings merged, headers
-    copied and checked, a Retry and a Timeout object, the answer wrapped twice, and headers
-    and body written in two system calls. Here the request goes out in one write and the
-    answer is parsed by http.client; TLS is the standard library's, verified like requests
-    does (certifi's bundle, or the ``verify`` CA path; ``verify=False`` turns checks off).
-    """
-
-    def __init__(self, base_url: str, *, verify: bool | str, size: int, user_agent: str = "") -> None:
-        url = urlsplit(base_url)
-        # what the session would add: its User-Agent; no compression (nothing to decode)
-        self.extra = f"User-Agent: {user_agent}\r\n" if user_agent else ""
-        self.extra += "Accept-Encoding: identity\r\n"
-        self.https = url.scheme == "https"
-        self.host = url.hostname or ""
-        self.port = url.port or (443 if self.https else 80)
-        self.size = max(size, 10)
-        self._verify = verify
-        self._context = None
-        self._idle: list = []
-        self._lock = threading.Lock()
-
-    def _connect(self, timeout: float):
-        import http.client
-        import socket
-
-        if self.https:
-            if self._context is None:
-                self._context = _ssl_context(self._verify)
-            conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self._context)
-        else:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        conn.connect()
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
-
-    def exchange(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes, timeout: tuple[float, float]
-    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        """Send one request, return (status, reason, headers, body). Raises requests' errors."""
-        import http.client
-
-        lines = [f"{method} {path} HTTP/1.1"]
-        for name, value in headers.items():
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise ValueError(f"invalid HTTP header {name!r}: line breaks are not allowed")
-            lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(body)}\r\n{self.extra}\r\n")
-        message = "\r\n".join(lines).encode("latin-1") + body
-        conn = self._take()
-        try:
-            if conn is None:
-                conn = self._connect(timeout[0])
-            conn.sock.settimeout(timeout[1])
-            conn.sock.sendall(message)
-            answer = http.client.HTTPResponse(conn.sock, method=method)
-            answer.begin()
-            data = answer.read()
-        except (OSError, http.client.HTTPException) as exc:
-            connected = conn is not None
-            if conn is not None:
-                conn.close()
-            raise _requests_error(exc, connected=connected) from exc
-        if answer.will_close:
-            conn.close()
-        else:
-            with self._lock:
-                keep = len(self._idle) < self.size
-                if keep:
-                    self._idle.append(conn)
-            if not keep:
-                conn.close()
-        return answer.status, answer.reason, answer.getheaders(), data
-
-    def _take(self):
-        """An idle connection the server has not closed meanwhile (as urllib3 checks), or None."""
-        while True:
-            with self._lock:
-                if not self._idle:
-                    return None
-                conn = self._idle.pop()
-            if conn.sock is not None and not _readable(conn.sock):
-                return conn
-            conn.close()  # readable while idle: closed by the server (or garbage)
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-
-def _readable(sock) -> bool:
-    import select
-
-    if hasattr(select, "poll"):  # select() fails on descriptors above 1023
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    return bool(select.select([sock], [], [], 0)[0])
-
-
-def _ssl_context(verify: bool | str):
-    import os.path
-    import ssl
-
-    context = ssl.create_default_context()
-    if verify is False:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif isinstance(verify, str):
-        if os.path.isdir(verify):
-            context.load_verify_locations(capath=verify)
-        else:
-            context.load_verify_locations(cafile=verify)
-    else:
-        from requests.certs import where
-
-        context.load_verify_locations(cafile=where())
-    return context
-
-
-def _requests_error(exc: BaseException, *, connected: bool) -> Exception:
-    """The requests exception ``session.request`` would have raised for ``exc``."""
-    import ssl
-
-    import requests
-
-    if isinstance(exc, ssl.SSLError):
-        return requests.exceptions.SSLError(exc)
-    if isinstance(exc, TimeoutError):
-        return requests.exceptions.ReadTimeout(exc) if connected else requests.exceptions.ConnectTimeout(exc)
-    return requests.ConnectionError(exc)
-
-
 # --------------------------------------------------------------------------- the hook
 
 
@@ -572,8 +439,6 @@ class VikingDBHook(BaseHook):
     def _mount(self, session: requests.Session, size: int) -> None:
         from requests.adapters import HTTPAdapter
 
-        if "_direct" in self.__dict__ and self._direct is not None:
-            self._direct.size = max(size, 10)
         # urllib3 must not retry by itself: every attempt needs a fresh signature.
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(size, 10), max_retries=0)
         for prefix in ("https://", "http://"):
@@ -586,59 +451,8 @@ class VikingDBHook(BaseHook):
         return self.session
 
     def close(self) -> None:
-        pool = self.__dict__.pop("_direct", None)
-        if pool is not None:
-            pool.close()
         if "session" in self.__dict__:
             self.__dict__.pop("session").close()
-
-    @cached_property
-    def _direct(self) -> _ConnectionPool | None:
-        """The hook's keep-alive connections for the hot path, or None to go through the session.
-
-        None when the session has anything that path would not honour: a proxy (from the
-        environment), an adapter, auth or hooks of the user's, or a client certificate.
-        """
-        from requests.adapters import HTTPAdapter
-        from requests.utils import select_proxy
-
-        session = self.session
-        url = self.config.base_url + "/"
-        if (
-            type(session.get_adapter(url)) is not HTTPAdapter
-            or select_proxy(url, session.proxies)
-            or session.auth
-            or session.cert
-            or any(session.hooks.values())
-        ):
-            return None
-        return _ConnectionPool(
-            self.config.base_url,
-            verify=session.verify,
-            size=self.max_concurrency,
-            user_agent=session.headers.get("User-Agent", ""),
-        )
-
-    def _send(
-        self, method: str, path: str, url: str, body: bytes, headers: dict[str, str], timeout: tuple
-    ) -> requests.Response:
-        """One HTTP exchange; raises requests' Timeout / ConnectionError like ``session.request``."""
-        pool = self._direct
-        if pool is None:
-            return self.session.request(method, url, data=body, headers=headers, timeout=timeout)
-        import requests
-        from requests.structures import CaseInsensitiveDict
-        from requests.utils import get_encoding_from_headers
-
-        status, reason, answer_headers, data = pool.exchange(method, path, headers, body, timeout)
-        response = requests.Response()
-        response.status_code = status
-        response.reason = reason
-        response.headers = CaseInsensitiveDict(answer_headers)
-        response._content = data
-        response.url = url
-        response.encoding = get_encoding_from_headers(response.headers)
-        return response
 
     # ---- one request ----
 
@@ -698,7 +512,7 @@ class VikingDBHook(BaseHook):
             headers = self.signed_headers(method, path, payload)
             retry_after = None
             try:
-                response = self._send(method, path, url, payload, headers, timeout)
+                response = self.session.request(method, url, data=payload, headers=headers, timeout=timeout)
             except requests.Timeout as exc:
                 error: VikingDBError = VikingDBConnectionError(
                     f"no answer within {cfg.timeout:g}s ({type(exc).__name__})", code="Timeout", path=path
@@ -873,7 +687,7 @@ class VikingDBHook(BaseHook):
             return result
         if concurrency > self.max_concurrency:
             self._resize_pool(concurrency)
-        self._direct  # noqa: B018  (made here, not raced for by the workers' first requests)
+        self.session  # noqa: B018  (made here, not raced for by the workers' first requests)
         limiter = self._limiter(target)
         lock = threading.Lock()
         source = enumerate(batched(items, batch_size))

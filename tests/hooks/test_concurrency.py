@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_vikingdb.exceptions import VikingDBConfigError
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, VikingDBBatchError, VikingDBHook
 from airflow_provider_vikingdb.ratelimit import limiter_for
 
@@ -175,7 +176,7 @@ def test_a_header_with_a_line_break_is_refused_not_sent(make_server, monkeypatch
     conn["extra"]["session_token"] = "token\r\nX-Injected: yes"
     monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
     hook = VikingDBHook()
-    with pytest.raises(ValueError, match="line breaks"):
+    with pytest.raises(VikingDBConfigError, match="extra 'session_token' contains a line break"):
         hook.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
     assert deletes(server) == []
     hook.close()
