@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from airflow_provider_vikingdb.exceptions import VikingDBConfigError
+from airflow_provider_vikingdb.exceptions import VikingDBConfigError, VikingDBError
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, VikingDBBatchError, VikingDBHook
 from airflow_provider_vikingdb.ratelimit import limiter_for
 
@@ -39,12 +41,21 @@ def test_permanent_error_with_concurrency_says_exactly_what_was_deleted(make_ser
     hook._sleep = lambda seconds: None
     original = hook.request
     sent = []
+    failure_seen = threading.Event()
+    taken_after_failure = []
 
     def request(path, body=None, **kw):
+        if failure_seen.is_set():
+            taken_after_failure.append(body["ids"][0])
         sent.append(1)
         if len(sent) == 7:  # the next request to reach the server fails for good
             server.fail_next(DELETE_PATH, status=400, code="InvalidParameter", message="scripted")
-        return original(path, body, **kw)
+        try:
+            return original(path, body, **kw)
+        except VikingDBError as exc:
+            if exc.http_status == 400:
+                failure_seen.set()
+            raise
 
     hook.request = request
     with pytest.raises(VikingDBBatchError) as info:
@@ -60,9 +71,8 @@ def test_permanent_error_with_concurrency_says_exactly_what_was_deleted(make_ser
     # the failed batch's ids were not deleted (a 4xx applies nothing)
     (failed,) = [r for r in deletes(server) if r.status == 400]
     assert set(failed.body["ids"]) <= left
-    # After the failure nothing new was sent. By arrival, after the failed request come at
-    # most the others then in flight, and one more each from workers that took a batch
-    # before the failure was known.
+    # Once a worker had the failure, no worker took a new batch: only those in flight finished.
+    assert failure_seen.is_set() and taken_after_failure == []
     log = sorted(deletes(server), key=lambda r: r.time)
     assert len(log) <= log.index(failed) + 1 + 2 * (concurrency - 1)
     assert len(log) < 30  # of 30 batches
