@@ -108,19 +108,25 @@ class VikingDBDeleteOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         # What can be known at parse time fails the DAG import, not a run at 3 a.m.
-        try:
-            check_batch_size(batch_size)
-        except InvalidIdsError as exc:
-            raise ValueError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
-            raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         owner = f"{type(self).__name__} {self.task_id!r}"
         check_target_args(owner, collection_name, resource_id)
         check_ids_args(
             owner, ids, del_all, "nothing to delete: give ids (e.g. ids=upstream_task.output) or del_all=True"
         )
+        try:
+            check_batch_size(batch_size)
+            if max_concurrency is not None and (
+                isinstance(max_concurrency, bool)
+                or not isinstance(max_concurrency, int)
+                or max_concurrency < 1
+            ):
+                raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+            check_seconds("index_poke_interval", index_poke_interval)
+            if index_timeout is not None:
+                check_seconds("index_timeout", index_timeout)
+            check_max_checked_ids(max_checked_ids)
+        except ValueError as exc:  # InvalidIdsError is a ValueError too
+            raise ValueError(f"{owner}: {exc}") from None
         self.collection_name = collection_name
         self.resource_id = resource_id
         self.ids = ids
@@ -128,13 +134,6 @@ class VikingDBDeleteOperator(BaseOperator):
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency
         self.rows_per_second = rows_per_second
-        try:
-            check_seconds("index_poke_interval", index_poke_interval)
-            if index_timeout is not None:
-                check_seconds("index_timeout", index_timeout)
-            check_max_checked_ids(max_checked_ids)
-        except ValueError as exc:
-            raise ValueError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
         self.vikingdb_conn_id = vikingdb_conn_id
         self.wait_for_index = wait_for_index
         self.deferrable = deferrable
