@@ -7,6 +7,8 @@ anything is sent.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 TARGET_RULE = "give exactly one of collection_name or resource_id"
@@ -51,3 +53,27 @@ def rendered_text(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return None if text in ("", "None") else text
+
+
+_XCOM_PULL = re.compile(r"xcom_pull\(\s*(?:task_ids\s*=\s*)?['\"]([^'\"]+)['\"]")
+
+
+def jinja_dependency_warning(template: Any, upstream_task_ids: Iterable[str]) -> str | None:
+    """A warning when a Jinja ``ids`` pulls XCom from a task that is not upstream.
+
+    Jinja creates no dependency: the task may run before the one it pulls from, and then
+    ``ids`` renders to "None". It may also work by luck of ordering, which is worse.
+    """
+    if not isinstance(template, str):
+        return None
+    upstream = set(upstream_task_ids)
+    missing = [task_id for task_id in _XCOM_PULL.findall(template) if task_id not in upstream]
+    if not missing:
+        return None
+    names = ", ".join(repr(t) for t in missing)
+    return (
+        f"ids pulls XCom from {names}, which is not upstream of this task: nothing makes it run "
+        "first, and ids renders to 'None' when it has not. Pass that task's output instead "
+        "(ids=upstream_task.output, or the result of calling the @task): an XComArg passes the "
+        "real list and sets the dependency."
+    )

@@ -517,6 +517,17 @@ class VikingDBHook(BaseHook):
                 error: VikingDBError = VikingDBConnectionError(
                     f"no answer within {cfg.timeout:g}s ({type(exc).__name__})", code="Timeout", path=path
                 )
+            except requests.exceptions.SSLError as exc:
+                # Not transient: retrying a TLS failure only delays the same error.
+                hint = ""
+                if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
+                    hint = (
+                        " The server does not speak TLS: if it is plain http (the local server, "
+                        "a private link), set the connection's extra 'scheme' to 'http'."
+                    )
+                raise VikingDBError(
+                    f"TLS with {cfg.base_url} failed: {_first_line(exc)}.{hint}", code="SSLError", path=path
+                ) from None
             except requests.ConnectionError as exc:
                 error = VikingDBConnectionError(
                     f"could not reach {cfg.base_url}: {_first_line(exc)}", code="ConnectionError", path=path

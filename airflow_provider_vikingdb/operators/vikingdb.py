@@ -17,6 +17,7 @@ from airflow_provider_vikingdb._compat import AirflowException, fail_task
 from airflow_provider_vikingdb.arguments import (
     check_ids_args,
     check_target_args,
+    jinja_dependency_warning,
     parse_del_all,
     rendered_target,
     rendered_text,
@@ -130,6 +131,8 @@ class VikingDBDeleteOperator(BaseOperator):
         self.collection_name = collection_name
         self.resource_id = resource_id
         self.ids = ids
+        # the text before rendering: to warn when it pulls XCom from a task that is not upstream
+        self._ids_template = ids if isinstance(ids, str) else None
         self.del_all = del_all
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency
@@ -163,6 +166,8 @@ class VikingDBDeleteOperator(BaseOperator):
             result = hook.delete(del_all=True, **target)
             return self._then_wait(context, hook, target, index_name, None, self._summary(result.to_dict()))
 
+        if warning := jinja_dependency_warning(self._ids_template, self.upstream_task_ids):
+            self.log.warning(warning)
         try:
             ids = normalize_ids(self.ids)
         except InvalidIdsError as exc:

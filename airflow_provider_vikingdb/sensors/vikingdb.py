@@ -20,6 +20,7 @@ from airflow_provider_vikingdb._compat import AirflowException, AirflowSensorTim
 from airflow_provider_vikingdb.arguments import (
     check_ids_args,
     check_target_args,
+    jinja_dependency_warning,
     parse_del_all,
     rendered_target,
     rendered_text,
@@ -108,6 +109,8 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         self.resource_id = resource_id
         self.index_name = index_name
         self.ids = ids
+        # the text before rendering: to warn when it pulls XCom from a task that is not upstream
+        self._ids_template = ids if isinstance(ids, str) else None
         self.del_all = del_all
         self.vikingdb_conn_id = vikingdb_conn_id
         self.max_checked_ids = max_checked_ids
@@ -138,6 +141,8 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
             check = IndexSyncCheck(target, index_name, None)
             self.log.info("%s; timeout %gs.", check.start_text(), self.timeout)
             return check
+        if warning := jinja_dependency_warning(self._ids_template, self.upstream_task_ids):
+            self.log.warning(warning)
         try:
             ids = normalize_ids(self.ids)
         except InvalidIdsError as exc:

@@ -45,8 +45,9 @@ def test_mapped_task_lazy_sequence(server):
     assert not {"m1", "m2", "m3"} & set(server.records("test_coll"))
 
 
-def test_jinja_text_of_a_list_is_parsed_back_into_ids(server):
+def test_jinja_text_of_a_list_is_parsed_back_into_ids(server, capfd):
     result = run_dag("e2e_jinja", conf={"ids": ["a", "b"]})
+    assert "not upstream of this task" not in capfd.readouterr().out  # the dependency is set
     assert result.state == "success", result
     assert sent_ids(server) == [["a", "b"]]
     assert sorted(server.records("test_coll")) == ["c", "keep", "m1", "m2", "m3"]
@@ -60,6 +61,8 @@ def test_jinja_rendering_none_fails_and_sends_nothing(server, capfd):
     out = capfd.readouterr()
     assert "ids rendered to 'None'" in out.out + out.err
     assert ".output" in out.out + out.err  # the fix is named
+    # and the cause was warned about: the task it pulls from is not upstream
+    assert "ids pulls XCom from 'find_ids', which is not upstream of this task" in out.out + out.err
 
 
 def test_upstream_returning_none_fails_and_sends_nothing(server, capfd):

@@ -350,3 +350,19 @@ def test_importing_hook_and_operator_loads_neither_requests_nor_volcengine():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_https_against_a_plain_http_server_fails_at_once_and_says_to_set_scheme(server, monkeypatch):
+    conn = json.loads(server.connection_json())
+    conn["extra"]["scheme"] = "https"
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    hook = VikingDBHook()
+    delays = []
+    hook._sleep = delays.append
+    with pytest.raises(VikingDBError) as info:
+        hook.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    assert info.value.code == "SSLError" and not info.value.retryable
+    assert "set the connection's extra 'scheme' to 'http'" in str(info.value)
+    assert delays == []  # not retried
+    ok, reason = hook.test_connection()
+    assert not ok and "'scheme' to 'http'" in reason
