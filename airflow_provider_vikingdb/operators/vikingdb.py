@@ -32,9 +32,9 @@ from airflow_provider_vikingdb.sensors.index_sync import (
     IndexSyncCheck,
     check_max_checked_ids,
     check_seconds,
-    choose_ids_to_check,
     default_timeout,
-    describe_scope,
+    index_sync_trigger,
+    plan_check,
     trigger_timeout,
     wait_blocking,
     wait_summary,
@@ -223,24 +223,14 @@ class VikingDBDeleteOperator(BaseOperator):
             ti.xcom_push(key=DELETE_SUMMARY_KEY, value=summary)
         timeout = self.index_timeout if self.index_timeout is not None else default_timeout(ids is None)
         deadline = started_at + timeout
-        if ids is None:
-            check = IndexSyncCheck(target, index_name, None)
-            self.log.info("%s; timeout %gs.", check.start_text(), timeout)
-        else:
-            checked, sampled = choose_ids_to_check(ids, self.max_checked_ids)
-            check = IndexSyncCheck(target, index_name, checked)
-            scope = describe_scope(len(checked), total, sampled, self.max_checked_ids)
-            self.log.info("%s: checking %s; timeout %gs.", check.start_text(), scope, timeout)
+        check, plan = plan_check(target, index_name, ids, self.max_checked_ids)
+        self.log.info("%s; timeout %gs.", plan, timeout)
 
         if self.deferrable:
-            from airflow_provider_vikingdb.triggers.vikingdb import VikingDBIndexSyncTrigger
-
             self.defer(
-                trigger=VikingDBIndexSyncTrigger(
-                    vikingdb_conn_id=self.vikingdb_conn_id,
-                    target=target,
-                    index_name=index_name,
-                    ids=None if ids is None else check.initial,
+                trigger=index_sync_trigger(
+                    self.vikingdb_conn_id,
+                    check,
                     deadline=deadline,
                     poke_interval=self.index_poke_interval,
                     started_at=started_at,

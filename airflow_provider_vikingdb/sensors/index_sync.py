@@ -269,3 +269,40 @@ def wait_summary(
         "index_looks": looks,
         "index_wait_seconds": round(max(time.time() - started_at, 0.0), 3),
     }
+
+
+def plan_check(
+    target: Mapping[str, str], index_name: str, ids: Sequence[str | int] | None, max_checked_ids: int
+) -> tuple[IndexSyncCheck, str]:
+    """The check for a delete of ``ids`` (None: ``del_all``), and the log line that says what it checks."""
+    if ids is None:
+        check = IndexSyncCheck(target, index_name, None)
+        return check, check.start_text()
+    checked, sampled = choose_ids_to_check(ids, max_checked_ids)
+    check = IndexSyncCheck(target, index_name, checked)
+    scope = describe_scope(len(checked), len(ids), sampled, max_checked_ids)
+    return check, f"{check.start_text()}: checking {scope}"
+
+
+def index_sync_trigger(
+    vikingdb_conn_id: str,
+    check: IndexSyncCheck,
+    *,
+    deadline: float,
+    poke_interval: float,
+    started_at: float,
+    total_ids: int,
+):
+    """The trigger that runs ``check`` in the triggerer (imported only when deferring)."""
+    from airflow_provider_vikingdb.triggers.vikingdb import VikingDBIndexSyncTrigger
+
+    return VikingDBIndexSyncTrigger(
+        vikingdb_conn_id=vikingdb_conn_id,
+        target=check.target,
+        index_name=check.index_name,
+        ids=None if check.del_all else check.initial,
+        deadline=deadline,
+        poke_interval=poke_interval,
+        started_at=started_at,
+        total_ids=total_ids,
+    )

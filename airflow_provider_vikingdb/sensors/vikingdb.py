@@ -33,10 +33,10 @@ from airflow_provider_vikingdb.sensors.index_sync import (
     DEFAULT_POKE_INTERVAL,
     IndexSyncCheck,
     check_max_checked_ids,
-    choose_ids_to_check,
     default_timeout,
-    describe_scope,
+    index_sync_trigger,
     look_once,
+    plan_check,
     trigger_timeout,
     wait_summary,
 )
@@ -138,8 +138,8 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         if del_all:
             if self.ids is not None:
                 self._fail("give ids or del_all=True, not both (they delete different things)")
-            check = IndexSyncCheck(target, index_name, None)
-            self.log.info("%s; timeout %gs.", check.start_text(), self.timeout)
+            check, plan = plan_check(target, index_name, None, self.max_checked_ids)
+            self.log.info("%s; timeout %gs.", plan, self.timeout)
             return check
         if warning := jinja_dependency_warning(self._ids_template, self.upstream_task_ids):
             self.log.warning(warning)
@@ -147,15 +147,9 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
             ids = normalize_ids(self.ids)
         except InvalidIdsError as exc:
             self._fail(f"ids: {exc}")
-        checked, sampled = choose_ids_to_check(ids, self.max_checked_ids)
         self._total_ids = len(ids)
-        check = IndexSyncCheck(target, index_name, checked)
-        self.log.info(
-            "%s: checking %s; timeout %gs.",
-            check.start_text(),
-            describe_scope(len(checked), len(ids), sampled, self.max_checked_ids),
-            self.timeout,
-        )
+        check, plan = plan_check(target, index_name, ids, self.max_checked_ids)
+        self.log.info("%s; timeout %gs.", plan, self.timeout)
         return check
 
     # ---- running ----
@@ -185,15 +179,11 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         return VikingDBHook(self.vikingdb_conn_id)
 
     def _defer(self, check: IndexSyncCheck) -> None:
-        from airflow_provider_vikingdb.triggers.vikingdb import VikingDBIndexSyncTrigger
-
         deadline = self._started_at + self.timeout
         self.defer(
-            trigger=VikingDBIndexSyncTrigger(
-                vikingdb_conn_id=self.vikingdb_conn_id,
-                target=check.target,
-                index_name=check.index_name,
-                ids=None if check.del_all else check.initial,
+            trigger=index_sync_trigger(
+                self.vikingdb_conn_id,
+                check,
                 deadline=deadline,
                 poke_interval=self.poke_interval,
                 started_at=self._started_at,
