@@ -1,10 +1,17 @@
-"""Errors raised by the VikingDB provider.
+"""Every error the VikingDB provider raises, under one base: ``VikingDBError``.
 
-Every error carries what Volcengine support asks for: the service's ``code``,
-``message``, ``request_id`` and the HTTP status.
+Every error the service answered carries what Volcengine support asks for: the
+service's ``code``, ``message``, ``request_id`` and the HTTP status. Errors met
+before anything was sent (``VikingDBConfigError``) say which field is wrong and
+how to fix it.
+
+Pure: no imports beyond the standard library (DAG files import it).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 
 class VikingDBError(Exception):
@@ -12,7 +19,8 @@ class VikingDBError(Exception):
 
     ``code`` is the service's string code (``InvalidParameter``,
     ``NotFound.VikingdbCollection``, ...) or one of ours for errors the service
-    did not name (``Throttled``, ``ConnectionError``, ``Timeout``, ``BadResponse``).
+    did not name (``Timeout``, ``ConnectionError``, ``IncompleteAnswer``, ``SSLError``,
+    ``BadResponse``, ``Interrupted``).
     """
 
     def __init__(
@@ -44,6 +52,24 @@ class VikingDBError(Exception):
         return is_retryable_status(self.http_status)
 
 
+class VikingDBConfigError(VikingDBError, ValueError):
+    """The Airflow connection or an argument is wrong; raised before anything is sent.
+
+    Also a ``ValueError``: it is bad input, and callers that catch ``ValueError`` for
+    bad arguments keep working.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="InvalidConfig")
+
+    def _text(self) -> str:
+        return self.message
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
 class VikingDBAuthError(VikingDBError):
     """The service rejected the credentials or the signature (HTTP 401/403)."""
 
@@ -53,15 +79,68 @@ class VikingDBThrottledError(VikingDBError):
 
 
 class VikingDBConnectionError(VikingDBError):
-    """No usable HTTP answer: connection refused or dropped, or a timeout."""
+    """No usable HTTP answer: connection refused, reset or cut mid-answer, or a timeout."""
 
     @property
     def retryable(self) -> bool:
         return True
 
 
-class VikingDBConfigError(ValueError):
-    """The Airflow connection or an argument is wrong; raised before anything is sent."""
+class VikingDBInterruptedError(VikingDBError):
+    """The call was interrupted (the task was stopped) before it finished; nothing more is sent."""
+
+    def __init__(
+        self, message: str = "interrupted: the task is stopping", *, path: str | None = None
+    ) -> None:
+        super().__init__(message, code="Interrupted", path=path)
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class VikingDBBatchError(VikingDBError):
+    """A batched call stopped part-way: says what was and was not done.
+
+    ``done_ids`` were acknowledged by the service; ``not_done_ids`` were not (their
+    batch failed, or was never sent once a permanent error was seen). ``result`` is
+    the ``BatchResult`` of what was done, ``cause`` the error that stopped it.
+    """
+
+    def __init__(
+        self,
+        cause: VikingDBError,
+        *,
+        action: str,
+        result: Any,
+        failed_batches: list[int],
+        done_ids: list,
+        not_done_ids: list,
+    ) -> None:
+        self.cause = cause
+        self.result = result
+        self.failed_batches = failed_batches
+        self.done_ids = done_ids
+        self.not_done_ids = not_done_ids
+        summary = (
+            f"{action} stopped on {result.target}: batch {', '.join(map(str, failed_batches))} of "
+            f"{result.batches_total} failed with {cause}. Done before it stopped: {len(done_ids)} of "
+            f"{result.ids_requested} ids in {result.batches} batches. Not done: {len(not_done_ids)} ids"
+            f"{sample(not_done_ids)}."
+        )
+        super().__init__(
+            summary,
+            code=cause.code,
+            request_id=cause.request_id,
+            http_status=cause.http_status,
+        )
+
+    def _text(self) -> str:
+        return self.message
+
+    @property
+    def retryable(self) -> bool:
+        return False
 
 
 def is_retryable_status(status: int | None) -> bool:
@@ -71,3 +150,11 @@ def is_retryable_status(status: int | None) -> bool:
     (throttled) and 5xx are transient, every other 4xx is permanent.
     """
     return status is not None and (status == 429 or status >= 500)
+
+
+def sample(ids: Sequence, limit: int = 5) -> str:
+    """`` (first: 'a', 'b', ...)`` for a message, or nothing for no ids."""
+    if not ids:
+        return ""
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return f" (first: {shown}{', ...' if len(ids) > limit else ''})"

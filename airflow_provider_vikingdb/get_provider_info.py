@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow_provider_vikingdb import __version__
-from airflow_provider_vikingdb.connection_fields import (
+from airflow_provider_vikingdb.connection import (
     CONN_TYPE,
     provider_conn_fields,
     provider_ui_field_behaviour,

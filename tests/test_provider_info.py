@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_vikingdb.connection_fields import EXTRA_FIELDS
+from airflow_provider_vikingdb.connection import EXTRA_FIELDS
 from airflow_provider_vikingdb.get_provider_info import get_provider_info
 from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
 

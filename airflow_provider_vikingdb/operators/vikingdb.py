@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -22,31 +23,35 @@ from airflow_provider_vikingdb.arguments import (
     rendered_target,
     rendered_text,
 )
-from airflow_provider_vikingdb.connection_fields import DEFAULT_CONN_ID
+from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.exceptions import VikingDBError
-from airflow_provider_vikingdb.hooks.vikingdb import DEFAULT_MAX_CONCURRENCY, VikingDBHook, describe_target
 from airflow_provider_vikingdb.ids import InvalidIdsError, check_batch_size, normalize_ids
-from airflow_provider_vikingdb.sensors.index_sync import (
+from airflow_provider_vikingdb.index_sync import (
     DEFAULT_MAX_CHECKED_IDS,
     DEFAULT_POKE_INTERVAL,
     IndexSyncCheck,
     check_max_checked_ids,
     check_seconds,
     default_timeout,
-    index_sync_trigger,
     plan_check,
-    trigger_timeout,
     wait_blocking,
     wait_summary,
 )
+from airflow_provider_vikingdb.target import Target
+from airflow_provider_vikingdb.waiting import defer_wait, read_event
 
 __all__ = ["IndexNotSyncedError", "VikingDBDeleteOperator", "parse_del_all"]
 
 #: XCom key of the delete's summary, pushed before waiting for the index
 DELETE_SUMMARY_KEY = "delete_summary"
 
+#: the hook's default requests in flight (the hook module is imported only when a task runs)
+DEFAULT_MAX_CONCURRENCY = 8
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
 
 
 class VikingDBDeleteOperator(BaseOperator):
@@ -144,12 +149,19 @@ class VikingDBDeleteOperator(BaseOperator):
         self.index_timeout = index_timeout
         self.max_checked_ids = max_checked_ids
 
-    def get_hook(self) -> VikingDBHook:
+    @cached_property
+    def hook(self) -> VikingDBHook:
+        """One hook (one session, one connection pool) for the task's whole life."""
+        from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
         return VikingDBHook(
             self.vikingdb_conn_id,
             max_concurrency=self.max_concurrency or DEFAULT_MAX_CONCURRENCY,
             rows_per_second=self.rows_per_second,
         )
+
+    def get_hook(self) -> VikingDBHook:
+        return self.hook
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = self._checked_target()
@@ -158,12 +170,12 @@ class VikingDBDeleteOperator(BaseOperator):
             del_all = parse_del_all(self.del_all)
         except ValueError as exc:
             self._fail(str(exc))
-        hook = self.get_hook()
+        hook = self.hook
         if del_all:
             if self.ids is not None:
                 self._fail("give ids or del_all=True, not both (they delete different things)")
-            self.log.warning("del_all=True: deleting EVERY record of %s", describe_target(target))
-            result = hook.delete(del_all=True, **target)
+            self.log.warning("del_all=True: deleting EVERY record of %s", target)
+            result = hook.delete(del_all=True, **target.body)
             return self._then_wait(context, hook, target, index_name, None, self._summary(result.to_dict()))
 
         if warning := jinja_dependency_warning(self._ids_template, self.upstream_task_ids):
@@ -173,17 +185,19 @@ class VikingDBDeleteOperator(BaseOperator):
         except InvalidIdsError as exc:
             self._fail(f"ids: {exc}. Nothing was sent.")
         if not ids:
-            self.log.info("No ids to delete from %s: nothing sent.", describe_target(target))
-            summary = self._summary({"target": describe_target(target), "ids_requested": 0, "ids_deleted": 0})
+            self.log.info("No ids to delete from %s: nothing sent.", target)
+            summary = self._summary({"target": str(target), "ids_requested": 0, "ids_deleted": 0})
             return self._then_wait(context, hook, target, index_name, [], summary)
 
         self.log.info(
             "Deleting %d distinct ids from %s in batches of at most %d",
             len(ids),
-            describe_target(target),
+            target,
             self.batch_size,
         )
-        result = hook.delete(ids, batch_size=self.batch_size, max_concurrency=self.max_concurrency, **target)
+        result = hook.delete(
+            ids, batch_size=self.batch_size, max_concurrency=self.max_concurrency, **target.body
+        )
         self.log.info(
             "Deleted %d ids from %s in %d batches (%d throttled, %d retries).",
             result.ids_deleted,
@@ -200,7 +214,7 @@ class VikingDBDeleteOperator(BaseOperator):
         self,
         context: Context,
         hook: VikingDBHook,
-        target: dict[str, str],
+        target: Target,
         index_name: str | None,
         ids: list | None,
         summary: dict[str, Any],
@@ -227,17 +241,14 @@ class VikingDBDeleteOperator(BaseOperator):
         self.log.info("%s; timeout %gs.", plan, timeout)
 
         if self.deferrable:
-            self.defer(
-                trigger=index_sync_trigger(
-                    self.vikingdb_conn_id,
-                    check,
-                    deadline=deadline,
-                    poke_interval=self.index_poke_interval,
-                    started_at=started_at,
-                    total_ids=total,
-                ),
-                method_name="execute_complete",
-                timeout=trigger_timeout(deadline, self.index_poke_interval),
+            defer_wait(
+                self,
+                check,
+                vikingdb_conn_id=self.vikingdb_conn_id,
+                deadline=deadline,
+                poke_interval=self.index_poke_interval,
+                started_at=started_at,
+                total_ids=total,
             )
 
         try:
@@ -276,34 +287,22 @@ class VikingDBDeleteOperator(BaseOperator):
             if ti is not None
             else None
         )
-        event = event or {}
-        status = event.get("status")
-        message = event.get("message") or f"the trigger ended without a message: {event!r}"
-        if status == "timeout":
+        outcome = read_event(event)
+        if outcome.status == "timeout":
             raise IndexNotSyncedError(
-                f"{type(self).__name__} {self.task_id!r}: {message}. {_delete_done(summary)}"
+                f"{type(self).__name__} {self.task_id!r}: {outcome.message}. {_delete_done(summary)}"
             )
-        if status != "success":
+        if outcome.status != "success":
             raise AirflowException(
-                f"{type(self).__name__} {self.task_id!r}: waiting for index {event.get('index_name')!r} "
-                f"failed: {message}. {_delete_done(summary)}"
+                f"{type(self).__name__} {self.task_id!r}: waiting for index "
+                f"{outcome.event.get('index_name')!r} failed: {outcome.message}. {_delete_done(summary)}"
             )
-        self.log.info("%s.", message)
-        waited = float(event.get("waited_seconds") or 0)
-        return {
-            **(summary or {}),
-            **wait_summary(
-                None,
-                index_name=event.get("index_name", ""),
-                total_ids=event.get("total_ids", 0),
-                started_at=time.time() - waited,
-                event=event,
-            ),
-        }
+        self.log.info("%s.", outcome.message)
+        return {**(summary or {}), **outcome.summary}
 
-    def _checked_target(self) -> dict[str, str]:
+    def _checked_target(self) -> Target:
         try:
-            return rendered_target(self.collection_name, self.resource_id)
+            return Target.from_body(rendered_target(self.collection_name, self.resource_id))
         except ValueError as exc:
             self._fail(str(exc))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
@@ -25,24 +26,24 @@ from airflow_provider_vikingdb.arguments import (
     rendered_target,
     rendered_text,
 )
-from airflow_provider_vikingdb.connection_fields import DEFAULT_CONN_ID
-from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook, describe_target
+from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.ids import InvalidIdsError, normalize_ids
-from airflow_provider_vikingdb.sensors.index_sync import (
+from airflow_provider_vikingdb.index_sync import (
     DEFAULT_MAX_CHECKED_IDS,
     DEFAULT_POKE_INTERVAL,
     IndexSyncCheck,
     check_max_checked_ids,
     default_timeout,
-    index_sync_trigger,
     look_once,
     plan_check,
-    trigger_timeout,
     wait_summary,
 )
+from airflow_provider_vikingdb.waiting import defer_wait, read_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
 
 
 class VikingDBIndexSyncSensor(BaseSensorOperator):
@@ -173,55 +174,50 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool:
         check = self._check or self._prepare()
         self._check = check
-        return look_once(check, self.get_hook().request, self.log)
+        return look_once(check, self.hook.request, self.log)
 
-    def get_hook(self) -> VikingDBHook:
+    @cached_property
+    def hook(self) -> VikingDBHook:
+        """One hook (one session) for every poke of the task."""
+        from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
         return VikingDBHook(self.vikingdb_conn_id)
 
+    def get_hook(self) -> VikingDBHook:
+        return self.hook
+
     def _defer(self, check: IndexSyncCheck) -> None:
-        deadline = self._started_at + self.timeout
-        self.defer(
-            trigger=index_sync_trigger(
-                self.vikingdb_conn_id,
-                check,
-                deadline=deadline,
-                poke_interval=self.poke_interval,
-                started_at=self._started_at,
-                total_ids=self._total_ids,
-            ),
-            method_name="execute_complete",
-            timeout=trigger_timeout(deadline, self.poke_interval),
+        defer_wait(
+            self,
+            check,
+            vikingdb_conn_id=self.vikingdb_conn_id,
+            deadline=self._started_at + self.timeout,
+            poke_interval=self.poke_interval,
+            started_at=self._started_at,
+            total_ids=self._total_ids,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        event = event or {}
-        status = event.get("status")
-        message = event.get("message") or f"the trigger ended without a message: {event!r}"
-        if status == "success":
-            self.log.info("%s.", message)
+        outcome = read_event(event)
+        if outcome.status == "success":
+            self.log.info("%s.", outcome.message)
             return {
-                "target": event.get("target"),
-                "del_all": bool(event.get("del_all")),
-                "index_total_ids": event.get("total_ids", 0),
-                **wait_summary(
-                    None,
-                    index_name=event.get("index_name", ""),
-                    total_ids=event.get("total_ids", 0),
-                    started_at=time.time() - float(event.get("waited_seconds") or 0),
-                    event=event,
-                ),
+                "target": outcome.event.get("target"),
+                "del_all": bool(outcome.event.get("del_all")),
+                "index_total_ids": outcome.event.get("total_ids", 0),
+                **outcome.summary,
             }
-        if status == "timeout":
-            raise AirflowSensorTimeout(f"{type(self).__name__} {self.task_id!r}: {message}.")
+        if outcome.status == "timeout":
+            raise AirflowSensorTimeout(f"{type(self).__name__} {self.task_id!r}: {outcome.message}.")
         raise AirflowException(
-            f"{type(self).__name__} {self.task_id!r}: waiting for the index failed: {message}"
+            f"{type(self).__name__} {self.task_id!r}: waiting for the index failed: {outcome.message}"
         )
 
     # ---- helpers ----
 
     def _summary(self, check: IndexSyncCheck) -> dict[str, Any]:
         return {
-            "target": describe_target(check.target),
+            "target": str(check.target),
             "del_all": check.del_all,
             "index_total_ids": self._total_ids,
             **wait_summary(

@@ -2,9 +2,9 @@
 
 The deferrable sensor and ``VikingDBDeleteOperator(wait_for_index=..., deferrable=True)``
 hand their wait to this trigger, so no worker slot is held while the index
-catches up. It speaks HTTP with ``httpx.AsyncClient`` (installed with Airflow),
-reads the connection itself by its id (its kwargs hold no secret) and signs
-every attempt with ``VikingDBHook.signed_headers`` over the exact bytes sent.
+catches up. It has no transport of its own: it reads the connection by its id
+(its kwargs hold no secret) and sends through ``VikingDBHook.arequest``, with the
+same signing, TLS, timeouts, error classification and retries as the worker.
 
 Module top level imports no HTTP client: the operator imports this module only
 when it defers, but DAG files may import it too.
@@ -15,24 +15,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_vikingdb.connection_fields import DEFAULT_CONN_ID
-from airflow_provider_vikingdb.exceptions import VikingDBConnectionError, VikingDBError
-from airflow_provider_vikingdb.hooks.vikingdb import (
-    VikingDBHook,
-    _read_envelope,
-    describe_target,
-    encode_body,
-)
-from airflow_provider_vikingdb.sensors.index_sync import DEFAULT_POKE_INTERVAL, SHOWN, IndexSyncCheck
-
-if TYPE_CHECKING:
-    import httpx
-
-    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBConnectionConfig
+from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
+from airflow_provider_vikingdb.exceptions import VikingDBError
+from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+from airflow_provider_vikingdb.index_sync import DEFAULT_POKE_INTERVAL, SHOWN, IndexSyncCheck
+from airflow_provider_vikingdb.target import Target
 
 
 class VikingDBIndexSyncTrigger(BaseTrigger):
@@ -92,29 +83,20 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        import httpx
-
         check = IndexSyncCheck(self.target, self.index_name, self.ids)
-        hook = VikingDBHook(self.vikingdb_conn_id)
-        try:
-            # Reading the connection is synchronous (secrets backends, supervisor comms,
-            # secret masking): in a thread, so the triggerer's event loop never blocks on it.
-            config = await asyncio.to_thread(lambda: hook.config)
-        except Exception as exc:
-            yield self._event("error", check, f"cannot use connection {self.vikingdb_conn_id!r}: {exc}")
-            return
-        self.log.info("%s: checking %s", check.start_text(), self._scope(check))
-
-        async with httpx.AsyncClient(
-            base_url=config.base_url, timeout=config.timeout, verify=_ssl_verify(config)
-        ) as client:
-
-            async def send(path: str, body: dict[str, Any]) -> Mapping[str, Any]:
-                return await self._send(client, hook, config, path, body)
-
+        async with VikingDBHook(self.vikingdb_conn_id) as hook:
+            try:
+                # Reading the connection is synchronous (secrets backends, supervisor comms,
+                # secret masking): in a thread, so the triggerer's event loop never blocks on it.
+                await asyncio.to_thread(lambda: hook.config)
+            except Exception as exc:
+                message = f"cannot use connection {self.vikingdb_conn_id!r}: {exc}"
+                yield self._event("error", check, message)
+                return
+            self.log.info("%s: checking %s", check.start_text(), self._scope(check))
             while True:
                 try:
-                    await check.alook(send)
+                    await check.alook(hook.arequest)
                 except VikingDBError as exc:
                     if not exc.retryable:
                         yield self._event("error", check, str(exc), error=exc)
@@ -124,47 +106,15 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
                     if check.synced:
                         yield self._event("success", check, check.done_text())
                         return
-                    self.log.info("%s; polling again in %gs", check.pending_text(), self.poke_interval)
                 left = self.deadline - time.time()
                 if left <= 0:
                     waited = time.time() - self.started_at
-                    yield self._event(
-                        "timeout", check, f"timed out after {waited:.1f}s: {check.pending_text()}"
-                    )
+                    message = f"timed out after {waited:.1f}s: {check.pending_text()}"
+                    self.log.warning("%s", message)
+                    yield self._event("timeout", check, message)
                     return
+                self.log.info("%s; polling again in %gs", check.pending_text(), min(self.poke_interval, left))
                 await asyncio.sleep(min(self.poke_interval, left))
-
-    async def _send(
-        self,
-        client: httpx.AsyncClient,
-        hook: VikingDBHook,
-        config: VikingDBConnectionConfig,
-        path: str,
-        body: dict[str, Any],
-    ) -> Mapping[str, Any]:
-        """One signed POST; the envelope, or the VikingDBError the answer means."""
-        import httpx
-
-        payload = encode_body(body)
-        # Signed anew for every attempt (fresh X-Date) over exactly these bytes. The first
-        # call imports volcengine's signer (~80 ms): in a thread too.
-        headers = await asyncio.to_thread(hook.signed_headers, "POST", path, payload)
-        try:
-            response = await client.post(path, content=payload, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise VikingDBConnectionError(
-                f"no answer within {config.timeout:g}s ({type(exc).__name__})", code="Timeout", path=path
-            ) from None
-        except httpx.TransportError as exc:
-            raise VikingDBConnectionError(
-                f"could not reach {config.base_url}: {type(exc).__name__}: {exc}",
-                code="ConnectionError",
-                path=path,
-            ) from None
-        envelope, error = _read_envelope(_Answer(response), path)
-        if error is not None:
-            raise error
-        return envelope
 
     def _scope(self, check: IndexSyncCheck) -> str:
         if check.del_all:
@@ -181,7 +131,7 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
             {
                 "status": status,
                 "message": message,
-                "target": describe_target(self.target),
+                "target": str(Target.from_body(self.target)),
                 "index_name": self.index_name,
                 "del_all": check.del_all,
                 "checked": check.checked,
@@ -195,29 +145,3 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
                 "request_id": error.request_id if error else None,
             }
         )
-
-
-class _Answer:
-    """An httpx response seen through the attributes ``_read_envelope`` reads (requests' names)."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.status_code = response.status_code
-        self.headers = response.headers
-        self.text = response.text
-        self.reason = response.reason_phrase
-        self._response = response
-
-    def json(self) -> Any:
-        return self._response.json()  # raises a ValueError subclass on a body that is not JSON
-
-
-def _ssl_verify(config: VikingDBConnectionConfig) -> Any:
-    """The connection's ``verify`` for httpx: a bool, or a CA bundle path as an SSL context."""
-    if isinstance(config.verify, bool):
-        return config.verify
-    import os
-    import ssl
-
-    if os.path.isdir(config.verify):
-        return ssl.create_default_context(capath=config.verify)
-    return ssl.create_default_context(cafile=config.verify)

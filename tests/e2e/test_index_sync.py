@@ -151,7 +151,7 @@ def test_del_all_sensor_with_a_templated_flag(server, mode):
 
 
 def test_del_all_timeout_says_the_index_still_returned_records(slow_server, capfd, monkeypatch):
-    monkeypatch.setattr("airflow_provider_vikingdb.sensors.index_sync.DEFAULT_DEL_ALL_TIMEOUT", 1.0)
+    monkeypatch.setattr("airflow_provider_vikingdb.index_sync.DEFAULT_DEL_ALL_TIMEOUT", 1.0)
     result = run_dag("index_del_all_sensor_poke", conf={"purge": "true"})
     assert result.tasks["wait"] == "failed"
     out = capfd.readouterr().out

@@ -12,9 +12,9 @@ from airflow_provider_vikingdb.hooks.vikingdb import (
     DELETE_PATH,
     VikingDBBatchError,
     VikingDBHook,
-    _read_envelope,
     sign_headers,
 )
+from airflow_provider_vikingdb.transport import Answer, read_envelope
 from tests.hooks.conftest import API_KEY, SESSION_TOKEN, SK
 
 
@@ -285,17 +285,11 @@ def test_sts_session_token_is_sent_and_signed(server, monkeypatch):
 
 
 def test_non_json_answer_gives_status_and_start_of_body():
-    import requests
-
-    response = requests.Response()
-    response.status_code = 502
-    response._content = b"<html><body>Bad Gateway from the proxy</body></html>"
-    _, error = _read_envelope(response, DELETE_PATH)
+    body = b"<html><body>Bad Gateway from the proxy</body></html>"
+    _, error = read_envelope(Answer(502, body, {}), DELETE_PATH)
     assert error.http_status == 502 and error.code == "BadResponse" and error.retryable
     assert "Bad Gateway from the proxy" in str(error)
-    response._content = b""
-    response.status_code = 403
-    _, error = _read_envelope(response, DELETE_PATH)
+    _, error = read_envelope(Answer(403, b"", {}), DELETE_PATH)
     assert isinstance(error, VikingDBAuthError) and not error.retryable
 
 

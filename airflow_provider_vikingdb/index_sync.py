@@ -3,8 +3,8 @@
 A delete reaches the collection at once and its indexes later (about 20 s; about
 5 minutes after ``del_all``). ``IndexSyncCheck`` says which requests one look at
 the index takes and what their answers mean. The sensor and the operator send
-them with the hook (``requests``, in the worker), the trigger with httpx (in the
-triggerer); the meaning stays in one place.
+them with the hook's ``request`` (in the worker), the trigger with its ``arequest``
+(in the triggerer); the meaning stays in one place.
 
 Cheap to import: DAG files import it through the operator and the sensor.
 """
@@ -14,12 +14,12 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import timedelta
 from typing import Any
 
 from airflow_provider_vikingdb.exceptions import VikingDBError
-from airflow_provider_vikingdb.hooks.vikingdb import FETCH_IN_INDEX_PATH, SEARCH_RANDOM_PATH, describe_target
 from airflow_provider_vikingdb.ids import MAX_BATCH_SIZE, batched
+from airflow_provider_vikingdb.target import Target
+from airflow_provider_vikingdb.transport import FETCH_IN_INDEX_PATH, SEARCH_RANDOM_PATH
 
 #: ids checked per look at the index; above it a random sample of this size is checked.
 DEFAULT_MAX_CHECKED_IDS = 1000
@@ -36,15 +36,6 @@ SHOWN = 5
 
 def default_timeout(del_all: bool) -> float:
     return DEFAULT_DEL_ALL_TIMEOUT if del_all else DEFAULT_IDS_TIMEOUT
-
-
-def trigger_timeout(deadline: float, poke_interval: float) -> timedelta:
-    """Airflow's own deferral timeout: only a backstop, past the trigger's deadline.
-
-    The trigger gives up at ``deadline`` itself, with a message saying what was still
-    indexed; Airflow's timeout would only say that the deferral timed out.
-    """
-    return timedelta(seconds=max(deadline - time.time(), 0) + 2 * poke_interval + 60)
 
 
 def check_max_checked_ids(value: object) -> int:
@@ -99,8 +90,10 @@ class IndexSyncCheck:
     is not this wait's business), so each look costs less than the one before.
     """
 
-    def __init__(self, target: Mapping[str, str], index_name: str, ids: Sequence[str | int] | None) -> None:
-        self.target = dict(target)
+    def __init__(
+        self, target: Target | Mapping[str, str], index_name: str, ids: Sequence[str | int] | None
+    ) -> None:
+        self.target = target if isinstance(target, Target) else Target.from_body(target)
         self.index_name = index_name
         self.del_all = ids is None
         #: the ids this wait checks (all deleted ids, or a sample of them)
@@ -128,7 +121,7 @@ class IndexSyncCheck:
     def requests(self) -> list[tuple[str, dict[str, Any]]]:
         """The requests of one look (computed up front: ``absorb`` changes what is left)."""
         # An empty output_fields asks for ids only (documented for fetch_in_index and search).
-        base = {**self.target, "index_name": self.index_name, "output_fields": []}
+        base = {**self.target.body, "index_name": self.index_name, "output_fields": []}
         if self.del_all:
             return [(SEARCH_RANDOM_PATH, {**base, "limit": EMPTY_PROBE_LIMIT})]
         return [
@@ -167,20 +160,20 @@ class IndexSyncCheck:
         self.remaining = [i for i in self.remaining if _key(i) not in gone]
 
     def start_text(self) -> str:
-        where = f"index {self.index_name!r} of {describe_target(self.target)}"
+        where = f"index {self.index_name!r} of {self.target}"
         if self.del_all:
             return f"Waiting until {where} is empty after del_all (a random search returns nothing)"
         return f"Waiting until {where} no longer holds the deleted ids"
 
     def done_text(self) -> str:
-        where = f"index {self.index_name!r} of {describe_target(self.target)}"
+        where = f"index {self.index_name!r} of {self.target}"
         if self.del_all:
             return f"{where} is empty after del_all"
         return f"{where} no longer holds any of the {self.checked} checked ids"
 
     def pending_text(self) -> str:
         """What the last look saw, for a timeout message or a progress line."""
-        where = f"index {self.index_name!r} of {describe_target(self.target)}"
+        where = f"index {self.index_name!r} of {self.target}"
         if self.del_all:
             if self.seen is None:
                 return f"{where} was never read successfully"
@@ -272,7 +265,10 @@ def wait_summary(
 
 
 def plan_check(
-    target: Mapping[str, str], index_name: str, ids: Sequence[str | int] | None, max_checked_ids: int
+    target: Target | Mapping[str, str],
+    index_name: str,
+    ids: Sequence[str | int] | None,
+    max_checked_ids: int,
 ) -> tuple[IndexSyncCheck, str]:
     """The check for a delete of ``ids`` (None: ``del_all``), and the log line that says what it checks."""
     if ids is None:
@@ -282,27 +278,3 @@ def plan_check(
     check = IndexSyncCheck(target, index_name, checked)
     scope = describe_scope(len(checked), len(ids), sampled, max_checked_ids)
     return check, f"{check.start_text()}: checking {scope}"
-
-
-def index_sync_trigger(
-    vikingdb_conn_id: str,
-    check: IndexSyncCheck,
-    *,
-    deadline: float,
-    poke_interval: float,
-    started_at: float,
-    total_ids: int,
-):
-    """The trigger that runs ``check`` in the triggerer (imported only when deferring)."""
-    from airflow_provider_vikingdb.triggers.vikingdb import VikingDBIndexSyncTrigger
-
-    return VikingDBIndexSyncTrigger(
-        vikingdb_conn_id=vikingdb_conn_id,
-        target=check.target,
-        index_name=check.index_name,
-        ids=None if check.del_all else check.initial,
-        deadline=deadline,
-        poke_interval=poke_interval,
-        started_at=started_at,
-        total_ids=total_ids,
-    )

@@ -1,0 +1,220 @@
+"""Batched calls: ``BatchResult`` (what was done) and the worker pool that sends the batches.
+
+Rules a batched call keeps, whatever happens:
+- the first batch goes alone: a wrong collection, wrong credentials or a rejected id
+  type cost exactly one request, not ``max_concurrency``;
+- after a permanent error no worker takes a new batch; those in flight finish;
+- when the caller is interrupted (Airflow's execution timeout, SIGTERM), no new batch
+  starts, no retry is made, requests in flight are abandoned, and the log says how many
+  ids were done and which were not, before the interruption goes on up;
+- what was done is one byte per batch: nothing holds a second copy of the ids.
+
+Pure threading, no HTTP: ``send(batch, cancel)`` is the hook's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_provider_vikingdb.deadline import Cancel
+from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBError, sample
+from airflow_provider_vikingdb.ids import batched
+
+#: seconds the caller waits for workers to notice an interruption before it goes on
+INTERRUPT_GRACE = 1.0
+#: a progress line every this many seconds
+REPORT_EVERY = 10.0
+
+_counters = threading.Lock()  # retry counters: bumped rarely, from any worker
+
+
+@dataclass
+class BatchResult:
+    """What a batched delete or upsert did. ``to_dict()`` is small and JSON-safe (it goes to XCom)."""
+
+    target: str
+    action: str = "delete"
+    ids_requested: int = 0
+    ids_done: int = 0
+    batches: int = 0
+    batches_total: int = 0
+    del_all: bool = False
+    throttled: int = 0
+    retries: int = 0
+    request_ids: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def ids_deleted(self) -> int:
+        return self.ids_done if self.action == "delete" else 0
+
+    def count(self, *, throttled: int = 0, retries: int = 0) -> None:
+        """Retry counters, bumped from several threads."""
+        with _counters:
+            self.throttled += throttled
+            self.retries += retries
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("request_ids")
+        data[f"ids_{'deleted' if self.action == 'delete' else 'written'}"] = data.pop("ids_done")
+        data["last_request_id"] = self.request_ids[-1] if self.request_ids else None
+        return data
+
+
+Send = Callable[[Sequence[Any], Cancel], dict[str, Any]]
+
+
+def run_batches(
+    *,
+    action: str,
+    target: str,
+    items: Sequence[Any],
+    batch_size: int,
+    concurrency: int,
+    send: Send,
+    keys: Callable[[Sequence[Any]], list],
+    log: Any,
+    on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None,
+    on_progress: Callable[[BatchResult], None] | None = None,
+    result: BatchResult | None = None,
+) -> BatchResult:
+    """Send ``items`` in batches with up to ``concurrency`` requests in flight.
+
+    Each worker (the calling thread is one) takes the next batch, sends it (retries
+    included) and comes back for another. ``send(batch, cancel)`` returns the envelope
+    or raises ``VikingDBError``; ``on_batch(batch, envelope)`` runs (under the lock) for
+    each acknowledged batch. Raises ``VikingDBBatchError`` when a batch failed for good.
+    """
+    total = -(-len(items) // batch_size)
+    if result is None:
+        result = BatchResult(target=target, action=action)
+    result.ids_requested, result.batches_total = len(items), total
+    if not items:
+        log.info("VikingDB %s on %s: no ids given, nothing sent", action, target)
+        return result
+    lock = threading.Lock()
+    source = enumerate(batched(items, batch_size))
+    done = bytearray(total)  # done[n] = 1 once batch n + 1 was acknowledged
+    failed: dict[int, VikingDBError] = {}
+    cancel = Cancel()
+    started = time.monotonic()
+    last_report = [started]
+    caller = threading.current_thread()
+
+    def one(number: int, batch: Sequence[Any]) -> bool:
+        try:
+            envelope = send(batch, cancel)
+        except VikingDBError as exc:
+            with lock:
+                failed[number + 1] = exc
+            return False
+        with lock:
+            done[number] = 1
+            result.batches += 1
+            result.ids_done += len(batch)
+            result.request_ids.append(envelope.get("request_id") or "")
+            if on_batch is not None:
+                on_batch(batch, envelope)
+        return True
+
+    def work() -> None:
+        while not cancel.is_set():
+            with lock:
+                if failed:
+                    return
+                number, batch = next(source, (None, None))
+            if batch is None or number is None:
+                return
+            if not one(number, batch):
+                return
+            if threading.current_thread() is caller and time.monotonic() - last_report[0] >= REPORT_EVERY:
+                last_report[0] = time.monotonic()
+                report(log, action, result, started)
+                if on_progress:
+                    on_progress(result)
+
+    helpers: list[threading.Thread] = []
+    finished = False
+    try:
+        # The first batch goes alone: if it is refused, nothing else was sent.
+        first_number, first_batch = next(source)
+        if one(first_number, first_batch) and total > 1:
+            helpers = [
+                threading.Thread(target=work, name=f"vikingdb-{action}-{n}", daemon=True)
+                for n in range(1, min(concurrency, total))
+            ]
+            for helper in helpers:
+                helper.start()
+            work()
+        finished = True
+    finally:
+        if not finished:
+            # Interrupted (an exception from outside: Airflow's timeout, SIGTERM): stop
+            # everything, wait briefly for the workers, say what was and was not done.
+            cancel.set()
+            deadline = time.monotonic() + INTERRUPT_GRACE
+            for helper in helpers:
+                helper.join(max(deadline - time.monotonic(), 0))
+            with lock:
+                done_keys, not_done = split_done(items, batch_size, done, keys)
+            log.error(
+                "VikingDB %s on %s interrupted: %d of %d ids acknowledged in %d of %d batches; "
+                "not acknowledged: %d ids%s (a request in flight when interrupted may or may not "
+                "have been applied). Nothing more will be sent.",
+                action,
+                target,
+                len(done_keys),
+                len(items),
+                result.batches,
+                total,
+                len(not_done),
+                sample(not_done),
+            )
+        else:
+            for helper in helpers:
+                helper.join()
+
+    if failed:
+        done_keys, not_done = split_done(items, batch_size, done, keys)
+        first = failed[min(failed)]
+        raise VikingDBBatchError(
+            first,
+            action=action,
+            result=result,
+            failed_batches=sorted(failed),
+            done_ids=done_keys,
+            not_done_ids=not_done,
+        ) from first
+    report(log, action, result, started)
+    return result
+
+
+def split_done(
+    items: Sequence[Any], batch_size: int, done: bytearray, keys: Callable[[Sequence[Any]], list]
+) -> tuple[list, list]:
+    """The keys of acknowledged batches, and of all the others."""
+    done_keys: list = []
+    not_done: list = []
+    for number, batch in enumerate(batched(items, batch_size)):
+        (done_keys if done[number] else not_done).extend(keys(batch))
+    return done_keys, not_done
+
+
+def report(log: Any, action: str, result: BatchResult, started: float) -> None:
+    elapsed = max(time.monotonic() - started, 1e-9)
+    log.info(
+        "VikingDB %s on %s: %d/%d ids in %d/%d batches, %.0f rows/s, %d throttled, %d retries",
+        action,
+        result.target,
+        result.ids_done,
+        result.ids_requested,
+        result.batches,
+        result.batches_total,
+        result.ids_done / elapsed,
+        result.throttled,
+        result.retries,
+    )
