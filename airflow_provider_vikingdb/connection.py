@@ -261,7 +261,7 @@ def parse_connection(
             raise VikingDBConfigError(f"{where}: {label} contains a line break; paste it without one")
     # The SK is never sent, but a pasted newline or space would sign every request wrongly
     # (a 401 that names nothing): refuse it here, without echoing it.
-    if password is not None and password != "" and password != password.strip():
+    if password and (password != password.strip() or "\n" in password or "\r" in password):
         raise VikingDBConfigError(
             f"{where}: the Secret Access Key (password) has a line break or spaces around it; "
             "paste it without them"

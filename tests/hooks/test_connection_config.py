@@ -1,5 +1,7 @@
 """Connection parsing: what a user types in the connection form, and the errors they get."""
 
+import json
+
 import pytest
 
 from airflow_provider_vikingdb.exceptions import VikingDBConfigError
@@ -83,3 +85,89 @@ def test_errors_name_the_field(kwargs, field_named):
         parse(**kwargs)
     assert field_named in str(info.value)
     assert "'c'" in str(info.value)  # and the connection id
+
+
+@pytest.mark.parametrize(
+    ("extra", "field_named"),
+    [
+        ({"timeout": 1e12}, "extra 'timeout'"),
+        ({"timeout": "inf"}, "extra 'timeout'"),
+        ({"timeout": "nan"}, "extra 'timeout'"),
+        ({"timeout": 3601}, "extra 'timeout'"),
+        ({"timeout": True}, "extra 'timeout'"),
+        ({"max_retries": "inf"}, "extra 'max_retries'"),
+        ({"max_retries": 1e9}, "extra 'max_retries'"),
+        ({"max_retries": 101}, "extra 'max_retries'"),
+        ({"max_retries": "nan"}, "extra 'max_retries'"),
+    ],
+)
+def test_timeouts_and_retry_budgets_out_of_range_are_refused(extra, field_named):
+    with pytest.raises(VikingDBConfigError) as info:
+        parse(region="cn-beijing", **extra)
+    assert field_named in str(info.value) and "'c'" in str(info.value)
+
+
+def test_limits_of_the_ranges_are_accepted():
+    cfg = parse(region="cn-beijing", timeout=3600, max_retries=100)
+    assert (cfg.timeout, cfg.max_retries) == (3600, 100)
+    assert parse(region="cn-beijing", max_retries="0").max_retries == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "scheme", "base_url"),
+    [
+        ("127.0.0.1:8765", "http", "http://127.0.0.1:8765"),
+        ("127.0.0.1:8765", None, "https://127.0.0.1:8765"),
+        (
+            "api-vikingdb.vikingdb.cn-beijing.volces.com:443",
+            None,
+            "https://api-vikingdb.vikingdb.cn-beijing.volces.com",
+        ),
+        ("[::1]:8765", "http", "http://[::1]:8765"),
+        ("::1", "http", "http://[::1]"),
+    ],
+)
+def test_host_and_port_without_a_scheme_work_as_the_official_sdk_takes_them(host, scheme, base_url):
+    extra = {"region": "cn-beijing"}
+    if scheme:
+        extra["scheme"] = scheme
+    assert parse(host=host, **extra).base_url == base_url
+
+
+def test_host_port_that_is_not_a_number_names_the_host():
+    with pytest.raises(VikingDBConfigError, match="has a port that is not a number"):
+        parse(host="127.0.0.1:http", region="cn-beijing")
+
+
+@pytest.mark.parametrize("password", ["SECRET-SK\n", " SECRET-SK", "SECRET\r\nSK", "SECRET-SK\t"])
+def test_a_secret_key_with_a_line_break_or_spaces_is_refused_without_echoing_it(password):
+    with pytest.raises(VikingDBConfigError) as info:
+        parse(region="cn-beijing", password=password)
+    assert "Secret Access Key (password)" in str(info.value)
+    assert "SECRET" not in str(info.value)
+
+
+def test_config_mistakes_send_nothing(vikingdb_server, monkeypatch):
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
+    for extra in ({"timeout": "inf"}, {"max_retries": 1e9}):
+        conn = json.loads(vikingdb_server.connection_json())
+        conn["extra"].update(extra)
+        monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+        with pytest.raises(VikingDBConfigError):
+            VikingDBHook().delete(["a"], collection_name="test_coll")
+    conn = json.loads(vikingdb_server.connection_json())
+    conn["password"] += "\n"
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    with pytest.raises(VikingDBConfigError, match="password"):
+        VikingDBHook().delete(["a"], collection_name="test_coll")
+    assert vikingdb_server.requests == []
+
+
+def test_config_error_is_a_vikingdb_error_and_a_value_error():
+    from airflow_provider_vikingdb.exceptions import VikingDBError
+
+    with pytest.raises(VikingDBConfigError) as info:
+        parse(host="")
+    assert isinstance(info.value, VikingDBError) and isinstance(info.value, ValueError)
+    assert str(info.value).startswith("Airflow connection 'c' has no host")

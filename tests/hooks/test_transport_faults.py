@@ -1,0 +1,243 @@
+"""Faults below HTTP, against the local server: cut answers, trickling servers, interrupts, TLS.
+
+Each test states what a user relies on: a transient fault is retried with a fresh
+signature, a call never outlives ``timeout x (max_retries + 1)`` plus backoff, an
+interrupted task stops sending and says what was done, and no error carries a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+import time
+
+import pytest
+
+from airflow_provider_vikingdb.exceptions import VikingDBError
+from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, FETCH_IN_INDEX_PATH, VikingDBHook
+from tests.hooks.conftest import API_KEY, SESSION_TOKEN, SK
+
+
+@pytest.fixture
+def server(vikingdb_server_factory, monkeypatch):
+    srv = vikingdb_server_factory(collections=("test_coll",), ak="AK", sk=SK)
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    return srv
+
+
+def use_connection(server, monkeypatch, *, drop=(), **extra):
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(extra)
+    for key in drop:
+        conn.pop(key, None)
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+
+
+def deletes(server):
+    return [r for r in server.requests if r.path == DELETE_PATH]
+
+
+def load(server, n):
+    ids = [f"r{i}" for i in range(n)]
+    server.load("test_coll", [{"id": i} for i in ids])
+    return ids
+
+
+# ---------------------------------------------------------------- cut answers
+
+
+@pytest.mark.parametrize("mode", ["body", "headers"])
+def test_an_answer_cut_short_is_retried_with_a_fresh_signature(server, mode):
+    load(server, 3)
+    server.cut_next(DELETE_PATH, mode=mode)
+    hook = VikingDBHook()
+    hook._sleep = lambda s: None
+    result = hook.delete(["r0", "r1", "r2"], collection_name="test_coll")
+    assert result.ids_deleted == 3 and result.retries == 1
+    attempts = deletes(server)
+    assert len(attempts) == 2
+    assert all(r.auth_ok for r in attempts)  # the second attempt is validly signed too
+    assert server.records("test_coll") == {}
+
+
+def test_a_trickling_server_cannot_hold_a_call_past_its_deadline(server, monkeypatch):
+    use_connection(server, monkeypatch, timeout=1, max_retries=1)
+    server.trickle_next(DELETE_PATH, times=2, interval=0.5)
+    hook = VikingDBHook()
+    started = time.monotonic()
+    with pytest.raises(VikingDBError) as info:
+        hook.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    elapsed = time.monotonic() - started
+    assert elapsed < 5, elapsed  # timeout x (max_retries + 1) + one backoff of at most 0.5 s
+    assert info.value.code == "Timeout"
+    assert "no complete answer within 1s" in str(info.value)
+    assert len(deletes(server)) == 2
+
+
+# ---------------------------------------------------------------- interrupts
+
+
+class Interrupted(BaseException):
+    """What Airflow raises in the task's main thread on execution_timeout or SIGTERM."""
+
+
+def test_an_interrupt_stops_every_batch_at_once_and_says_what_was_done(server, caplog):
+    ids = load(server, 250)
+    server.stall_next(DELETE_PATH, times=50, seconds=30, after=1)  # the first batch gets through
+    hook = VikingDBHook(max_concurrency=8)
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Interrupted):
+            hook.delete(ids, collection_name="test_coll")
+        surfaced = time.monotonic() - started
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert surfaced < 1.0 + 2.0, surfaced
+    sent = len(deletes(server))
+    line = next(r.getMessage() for r in caplog.records if "interrupted" in r.getMessage())
+    assert "100 of 250 ids acknowledged in 1 of 3 batches" in line
+    assert "not acknowledged: 150 ids (first: 'r100'" in line
+    # no worker starts a new batch or a retry afterwards
+    time.sleep(1.5)
+    assert len(deletes(server)) == sent == 3
+    assert not [t for t in threading.enumerate() if t.name.startswith("vikingdb-delete")]
+
+
+# ---------------------------------------------------------------- secrets in errors
+
+
+@pytest.mark.parametrize("secret_field", ["api_key", "session_token"])
+def test_a_proxy_page_echoing_the_auth_headers_is_quoted_without_them(server, monkeypatch, secret_field):
+    if secret_field == "api_key":
+        server.verifier.api_key = API_KEY
+        use_connection(server, monkeypatch, api_key=API_KEY)
+    else:
+        use_connection(server, monkeypatch, session_token=SESSION_TOKEN)
+    server.fail_next(DELETE_PATH, status=400, echo_headers=True, headers={"X-Tt-Logid": "rid-proxy-1"})
+    with pytest.raises(VikingDBError) as info:
+        VikingDBHook().request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    text = str(info.value)
+    assert "HTTP 400" in text and "rid-proxy-1" in text
+    assert "Authorization" in text  # the page really was quoted...
+    assert API_KEY not in text and SESSION_TOKEN not in text and SK not in text  # ...without the secrets
+    assert "Bearer" not in text or "Bearer ***" in text
+
+
+def chain(exc):
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def test_no_error_keeps_the_request_headers_in_its_chain(server, monkeypatch):
+    server.verifier.api_key = API_KEY
+    use_connection(server, monkeypatch, api_key=API_KEY, session_token=SESSION_TOKEN, scheme="https")
+    with pytest.raises(VikingDBError) as info:
+        VikingDBHook().request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    assert info.value.code == "SSLError"
+    for exc in chain(info.value):
+        assert isinstance(exc, VikingDBError), f"a cause from below the provider is kept: {exc!r}"
+        text = f"{exc!r} {exc} {vars(exc)}"
+        assert API_KEY not in text and SESSION_TOKEN not in text
+
+
+# ---------------------------------------------------------------- the async path
+
+
+def test_tls_failure_ends_the_trigger_at_once_with_the_hooks_message(server, monkeypatch):
+    from airflow_provider_vikingdb.triggers.vikingdb import VikingDBIndexSyncTrigger
+
+    use_connection(server, monkeypatch, scheme="https")
+    with pytest.raises(VikingDBError) as info:
+        VikingDBHook().request(FETCH_IN_INDEX_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    trigger = VikingDBIndexSyncTrigger(
+        target={"collection_name": "test_coll"},
+        index_name="test_coll_index",
+        ids=["a"],
+        deadline=time.time() + 30,
+        poke_interval=0.1,
+    )
+
+    async def first():
+        return await anext(trigger.run())
+
+    started = time.monotonic()
+    event = asyncio.run(first()).payload
+    assert time.monotonic() - started < 5
+    assert event["status"] == "error" and event["code"] == "SSLError"
+    assert info.value.message in event["message"]  # the same words as the hook's
+    assert "set the connection's extra 'scheme' to 'http'" in event["message"]
+
+
+def test_the_async_path_retries_a_cut_answer_and_bounds_a_trickle(server, monkeypatch):
+    server.load("test_coll", [{"id": "a"}])
+    server.cut_next(FETCH_IN_INDEX_PATH, mode="body")
+
+    async def fetch(hook):
+        async with hook:
+            return await hook.arequest(
+                FETCH_IN_INDEX_PATH,
+                {"collection_name": "test_coll", "index_name": "test_coll_index", "ids": ["a"]},
+            )
+
+    hook = VikingDBHook()
+    envelope = asyncio.run(fetch(hook))
+    assert [r["id"] for r in envelope["result"]["fetch"]] == ["a"]
+    looks = [r for r in server.requests if r.path == FETCH_IN_INDEX_PATH]
+    assert len(looks) == 2 and all(r.auth_ok for r in looks)
+
+    use_connection(server, monkeypatch, timeout=1, max_retries=1)
+    server.trickle_next(FETCH_IN_INDEX_PATH, times=2, interval=0.5)
+    started = time.monotonic()
+    with pytest.raises(VikingDBError) as info:
+        asyncio.run(fetch(VikingDBHook()))
+    assert time.monotonic() - started < 5
+    assert info.value.code == "Timeout" and "no complete answer within 1s" in str(info.value)
+
+
+def test_both_paths_read_the_ca_bundle_from_the_environment(server, monkeypatch, tmp_path):
+    from airflow_provider_vikingdb.exceptions import VikingDBConfigError
+
+    use_connection(server, monkeypatch, scheme="https")
+    missing = str(tmp_path / "no-such-ca.pem")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", missing)
+    with pytest.raises(VikingDBConfigError, match="REQUESTS_CA_BUNDLE") as sync_info:
+        VikingDBHook().request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+
+    async def go():
+        async with VikingDBHook() as hook:
+            await hook.arequest(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+
+    with pytest.raises(VikingDBConfigError) as async_info:
+        asyncio.run(go())
+    assert str(async_info.value) == str(sync_info.value)
+    assert server.requests == []
+
+
+# ---------------------------------------------------------------- masking
+
+
+def test_reading_the_connection_masks_only_its_secrets(server, monkeypatch, caplog, capfd):
+    from airflow_provider_vikingdb import _compat
+
+    caplog.set_level(logging.DEBUG)
+    masked = []
+    real = _compat.mask_secret
+    monkeypatch.setattr(_compat, "mask_secret", lambda value: (masked.append(value), real(value)))
+    use_connection(server, monkeypatch, session_token=SESSION_TOKEN, timeout=5, max_retries=2)
+    VikingDBHook().delete(["a"], collection_name="test_coll")
+    assert sorted(masked) == sorted([SK, SESSION_TOKEN])  # not "http", "cn-beijing", 5, 2
+    out, err = capfd.readouterr()
+    assert "too short" not in caplog.text + out + err
