@@ -22,6 +22,15 @@ except ImportError:  # Airflow 3.1
     )
 
 
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable``, as the official providers read it."""
+    try:  # Airflow 3.2+
+        from airflow.sdk.configuration import conf
+    except ImportError:  # Airflow 3.1
+        from airflow.configuration import conf  # type: ignore[no-redef]
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
 def fail_task(task: Any, message: str) -> NoReturn:
     """Fail ``task`` without retrying: bad input will be just as bad on a retry."""
     raise AirflowFailException(f"{type(task).__name__} {task.task_id!r}: {message}")
@@ -40,6 +49,7 @@ __all__ = [
     "AirflowSensorTimeout",
     "BaseHook",
     "TaskDeferred",
+    "default_deferrable",
     "fail_task",
     "mask_secret",
 ]

@@ -38,13 +38,26 @@ def rendered_target(collection_name: Any, resource_id: Any) -> dict[str, str]:
     return {"collection_name": name} if name else {"resource_id": rid}
 
 
-def parse_del_all(value: Any) -> bool:
+def parse_flag(name: str, value: Any) -> bool:
     """A real bool, or the text true/false in any case (a templated flag renders to text)."""
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise ValueError(f"del_all must be True/False or the text 'true'/'false', got {value!r}")
+    raise ValueError(f"{name} must be True/False or the text 'true'/'false', got {value!r}")
+
+
+def parse_del_all(value: Any) -> bool:
+    return parse_flag("del_all", value)
+
+
+def check_max_delete(value: Any) -> int | None:
+    """``max_delete``: None (no cap) or a whole number of records >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_delete must be None (no cap) or a whole number >= 0, got {value!r}")
+    return value
 
 
 def rendered_text(value: Any) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_vikingdb.exceptions import VikingDBError
@@ -81,17 +81,48 @@ def _key(value: Any) -> str:
     return str(value)
 
 
+#: how long the index may take to apply a delete: ~20 s documented, ~5 min after del_all
+DEFAULT_SETTLE = 30.0
+DEFAULT_DEL_ALL_SETTLE = 6 * 60.0
+SEEN_THEN_GONE, SETTLED = "seen_then_gone", "settled"
+
+
+def default_settle(del_all: bool) -> float:
+    return DEFAULT_DEL_ALL_SETTLE if del_all else DEFAULT_SETTLE
+
+
 class IndexSyncCheck:
     """One index, and either ids that must be gone from it or (``ids=None``) emptiness after ``del_all``.
 
-    ``requests()`` gives the ``(path, body)`` pairs of one look; ``absorb(body,
-    envelope)`` takes each answer. Ids seen gone are not asked about again (a
-    deleted id does not come back to the index unless it is written again, which
-    is not this wait's business), so each look costs less than the one before.
+    Absent is not gone: the index lags the collection for writes as for deletes, so an
+    id absent from it may simply not have been indexed yet (a load a few seconds before a
+    rollback). An id counts as gone only with a proof:
+
+    - ``seen_then_gone``: it was seen in the index during this wait (or in the look made
+      before the delete) and is absent now: the index applies changes in order, so the
+      delete has reached it;
+    - ``settled``: it is absent at a look made at least ``settle`` seconds after the
+      delete (``deleted_at``), when the index has had time to apply everything written
+      up to the delete.
+
+    After ``del_all`` the same holds for a random search: an empty one proves the index
+    applied the ``del_all`` only if an earlier look returned records, or after ``settle``.
+
+    ``requests()`` gives the ``(path, body)`` pairs of one look; ``absorb(body, envelope,
+    at)`` takes each answer. Ids proven gone are not asked about again, so each look costs
+    less than the one before.
     """
 
     def __init__(
-        self, target: Target | Mapping[str, str], index_name: str, ids: Sequence[str | int] | None
+        self,
+        target: Target | Mapping[str, str],
+        index_name: str,
+        ids: Sequence[str | int] | None,
+        *,
+        deleted_at: float | None = None,
+        settle: float | None = None,
+        seen: Iterable[str | int] = (),
+        seen_records: bool = False,
     ) -> None:
         self.target = target if isinstance(target, Target) else Target.from_body(target)
         self.index_name = index_name
@@ -99,24 +130,45 @@ class IndexSyncCheck:
         #: the ids this wait checks (all deleted ids, or a sample of them)
         self.initial: list[str | int] = list(ids or [])
         self.checked = len(self.initial)
-        #: ids mode: the checked ids the index still held at the last look
+        #: Unix time the delete was acknowledged; looks before it only record what they see
+        self.deleted_at = time.time() if deleted_at is None else float(deleted_at)
+        self.settle = default_settle(self.del_all) if settle is None else float(settle)
+        #: ids mode: checked ids not proven gone yet
         self.remaining: list[str | int] = list(ids or [])
+        self._unproven: set[str] = set()
+        self.seen: set[str] = {_key(i) for i in seen}
+        #: del_all mode: a look returned records (the index had not applied the del_all yet)
+        self.seen_records = seen_records
         #: del_all mode: ids of the records the last random search returned (None: no look yet)
-        self.seen: list[Any] | None = None
+        self.last_records: list[Any] | None = None
+        self.del_all_gone = False
+        self.proofs: dict[str, int] = {SEEN_THEN_GONE: 0, SETTLED: 0}
         self.looks = 0
+        self.last_look_at: float | None = None
 
     @property
     def synced(self) -> bool:
         if self.del_all:
-            return self.seen == []
+            return self.del_all_gone
         return not self.remaining
 
     @property
+    def proof(self) -> str | None:
+        """What ended the wait: ``settled`` if any id needed the settle time, else ``seen_then_gone``."""
+        if not self.synced or not (self.proofs[SEEN_THEN_GONE] or self.proofs[SETTLED]):
+            return None
+        return SETTLED if self.proofs[SETTLED] else SEEN_THEN_GONE
+
+    @property
+    def settles_at(self) -> float:
+        return self.deleted_at + self.settle
+
+    @property
     def still_indexed(self) -> int:
-        """ids mode: checked ids still in the index; del_all: records the last search returned."""
+        """ids mode: checked ids the index still held; del_all: records the last search returned."""
         if self.del_all:
-            return len(self.seen or [])
-        return len(self.remaining)
+            return len(self.last_records or [])
+        return len(self.remaining) - len(self.absent_unproven)
 
     def requests(self) -> list[tuple[str, dict[str, Any]]]:
         """The requests of one look (computed up front: ``absorb`` changes what is left)."""
@@ -129,64 +181,152 @@ class IndexSyncCheck:
             for batch in batched(self.remaining, MAX_BATCH_SIZE)
         ]
 
-    def look(self, send: Callable[[str, dict[str, Any]], Mapping[str, Any]]) -> None:
-        """One look with a blocking ``send(path, body) -> envelope`` (the hook's ``request``)."""
+    def look(self, send: Callable[[str, dict[str, Any]], Mapping[str, Any]], *, before: bool = False) -> None:
+        """One look with a blocking ``send(path, body) -> envelope`` (the hook's ``request``).
+
+        ``before=True``: a look made before the delete, which only records what the index holds.
+        """
+        at = time.time()
         for path, body in self.requests():
-            self.absorb(body, send(path, body))
-        self.looks += 1
+            self.absorb(body, send(path, body), at=at, before=before)
+        if not before:
+            self.looks += 1
+            self.last_look_at = at
 
     async def alook(self, send: Callable[[str, dict[str, Any]], Awaitable[Mapping[str, Any]]]) -> None:
         """One look with an async ``send`` (the trigger's)."""
+        at = time.time()
         for path, body in self.requests():
-            self.absorb(body, await send(path, body))
+            self.absorb(body, await send(path, body), at=at)
         self.looks += 1
+        self.last_look_at = at
 
-    def absorb(self, body: Mapping[str, Any], envelope: Mapping[str, Any]) -> None:
-        """Take the answer to one of ``requests()``."""
+    def absorb(
+        self,
+        body: Mapping[str, Any],
+        envelope: Mapping[str, Any],
+        *,
+        at: float | None = None,
+        before: bool = False,
+    ) -> None:
+        """Take the answer to one of ``requests()``, sent at Unix time ``at`` (default: now) or later."""
+        at = time.time() if at is None else at
+        if not before:
+            self.last_look_at = at
         result = envelope.get("result") or {}
+        settled = not before and at >= self.settles_at
         if self.del_all:
-            self.seen = [record.get("id") for record in _records(result, "data")]
+            records = [record.get("id") for record in _records(result, "data")]
+            if records:
+                self.seen_records = True
+            if not before:
+                self.last_records = records
+                if not records and (self.seen_records or settled):
+                    self.del_all_gone = True
+                    self.proofs[SEEN_THEN_GONE if self.seen_records else SETTLED] = 1
             return
         asked = list(body["ids"])
-        records = result.get("fetch")
-        if records is None:
-            records = result.get("items")  # the name some SDK versions document
-        if records is None and "ids_not_exist" in result:
-            absent = {_key(i) for i in result.get("ids_not_exist") or []}
-            present = {_key(i) for i in asked} - absent
-        else:
-            present = {_key(record.get("id")) for record in records or [] if isinstance(record, Mapping)}
-        gone = {_key(i) for i in asked} - present
-        self.remaining = [i for i in self.remaining if _key(i) not in gone]
+        present = _present(result, asked)
+        self.seen.update(present)
+        if before:
+            return
+        asked_keys = {_key(i) for i in asked}
+        still: list[str | int] = []
+        for i in self.remaining:
+            key = _key(i)
+            if key not in asked_keys or key in present:
+                still.append(i)
+                if key in present:
+                    self._unproven.discard(key)
+            elif key in self.seen:
+                self.proofs[SEEN_THEN_GONE] += 1
+                self._unproven.discard(key)
+            elif settled:
+                self.proofs[SETTLED] += 1
+                self._unproven.discard(key)
+            else:
+                still.append(i)
+                self._unproven.add(key)
+        self.remaining = still
+
+    @property
+    def absent_unproven(self) -> list[str | int]:
+        """Checked ids absent at the last look but not proven gone (never seen, settle not passed)."""
+        return [i for i in self.remaining if _key(i) in self._unproven]
+
+    def _where(self) -> str:
+        return f"index {self.index_name!r} of {self.target}"
 
     def start_text(self) -> str:
-        where = f"index {self.index_name!r} of {self.target}"
         if self.del_all:
-            return f"Waiting until {where} is empty after del_all (a random search returns nothing)"
-        return f"Waiting until {where} no longer holds the deleted ids"
+            return f"Waiting until {self._where()} is empty after del_all (a random search returns nothing)"
+        return f"Waiting until {self._where()} no longer holds the deleted ids"
 
     def done_text(self) -> str:
-        where = f"index {self.index_name!r} of {self.target}"
+        waited = f"{max((self.last_look_at or time.time()) - self.deleted_at, 0):.1f}s after the delete"
         if self.del_all:
-            return f"{where} is empty after del_all"
-        return f"{where} no longer holds any of the {self.checked} checked ids"
+            how = (
+                "records seen earlier are gone"
+                if self.proof == SEEN_THEN_GONE
+                else f"a look made {self.settle:g}s or more after the delete found it empty"
+            )
+            return f"{self._where()} is empty after del_all ({how}; proof: {self.proof}, {waited})"
+        parts = []
+        if self.proofs[SEEN_THEN_GONE]:
+            parts.append(f"{self.proofs[SEEN_THEN_GONE]} seen in it and then gone")
+        if self.proofs[SETTLED]:
+            parts.append(f"{self.proofs[SETTLED]} absent at a look {self.settle:g}s or more after the delete")
+        return (
+            f"{self._where()} no longer holds any of the {self.checked} checked ids "
+            f"({', '.join(parts)}; proof: {self.proof}, {waited})"
+        )
 
     def pending_text(self) -> str:
         """What the last look saw, for a timeout message or a progress line."""
-        where = f"index {self.index_name!r} of {self.target}"
-        if self.del_all:
-            if self.seen is None:
-                return f"{where} was never read successfully"
-            return (
-                f"{where} still returned records after del_all "
-                f"({len(self.seen)} in a random search of up to {EMPTY_PROBE_LIMIT}{_first(self.seen)})"
-            )
-        if not self.looks:
-            return f"{where} was never read successfully ({self.checked} ids to check)"
-        return (
-            f"{self.still_indexed} of the {self.checked} checked ids are still in {where}"
-            f"{_first(self.remaining)}"
+        where = self._where()
+        if self.last_look_at is None:
+            what = "whether it is empty" if self.del_all else f"{self.checked} ids to check"
+            return f"{where} was never read successfully ({what})"
+        wait = (
+            f"the index may take {self.settle:g}s to apply a delete; that passes at {_clock(self.settles_at)}"
         )
+        if self.del_all:
+            if self.last_records:
+                return (
+                    f"{where} still returned records after del_all ({len(self.last_records)} in a random "
+                    f"search of up to {EMPTY_PROBE_LIMIT}{_first(self.last_records)})"
+                )
+            return (
+                f"{where} looks empty, but it never returned records during this wait: not yet proof ({wait})"
+            )
+        text = []
+        if self.still_indexed:
+            indexed = [i for i in self.remaining if _key(i) not in self._unproven]
+            text.append(
+                f"{self.still_indexed} of the {self.checked} checked ids are still in {where}"
+                f"{_first(indexed)}"
+            )
+        if self.absent_unproven:
+            text.append(
+                f"{len(self.absent_unproven)} of the {self.checked} checked ids are absent from {where} but "
+                f"were never seen in it: they may not be indexed yet ({wait})"
+            )
+        return "; ".join(text)
+
+
+def _present(result: Mapping[str, Any], asked: Sequence[Any]) -> set[str]:
+    """The keys of ``asked`` that a fetch_in_index answer holds."""
+    records = result.get("fetch")
+    if records is None:
+        records = result.get("items")  # the name some SDK versions document
+    if records is None and "ids_not_exist" in result:
+        absent = {_key(i) for i in result.get("ids_not_exist") or []}
+        return {_key(i) for i in asked} - absent
+    return {_key(record.get("id")) for record in records or [] if isinstance(record, Mapping)}
+
+
+def _clock(timestamp: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(timestamp)) + " UTC"
 
 
 def _records(result: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
@@ -251,15 +391,18 @@ def wait_summary(
 ) -> dict[str, Any]:
     """What a finished wait adds to XCom: the same keys for the sensor and the operator."""
     if event is not None:
-        checked, looks = event.get("checked", 0), event.get("looks", 0)
+        checked, looks, proof = event.get("checked", 0), event.get("looks", 0), event.get("proof")
+    elif check is not None:
+        checked, looks, proof = check.checked, check.looks, check.proof
     else:
-        checked, looks = (check.checked, check.looks) if check else (0, 0)
+        checked, looks, proof = 0, 0, None
     return {
         "index_name": index_name,
         "index_synced": True,
         "index_checked_ids": checked,
         "index_sampled": checked < total_ids,
         "index_looks": looks,
+        "index_proof": proof,
         "index_wait_seconds": round(max(time.time() - started_at, 0.0), 3),
     }
 
@@ -269,12 +412,15 @@ def plan_check(
     index_name: str,
     ids: Sequence[str | int] | None,
     max_checked_ids: int,
+    *,
+    settle: float | None = None,
+    deleted_at: float | None = None,
 ) -> tuple[IndexSyncCheck, str]:
     """The check for a delete of ``ids`` (None: ``del_all``), and the log line that says what it checks."""
     if ids is None:
-        check = IndexSyncCheck(target, index_name, None)
+        check = IndexSyncCheck(target, index_name, None, settle=settle, deleted_at=deleted_at)
         return check, check.start_text()
     checked, sampled = choose_ids_to_check(ids, max_checked_ids)
-    check = IndexSyncCheck(target, index_name, checked)
+    check = IndexSyncCheck(target, index_name, checked, settle=settle, deleted_at=deleted_at)
     scope = describe_scope(len(checked), len(ids), sampled, max_checked_ids)
     return check, f"{check.start_text()}: checking {scope}"

@@ -76,13 +76,18 @@ def test_requests_batch_by_100_ask_for_no_fields():
     assert reqs[0][1]["output_fields"] == []
 
 
+def settled(ids, target=TARGET):
+    """A check whose delete is long past: absence alone is proof (the settle rule)."""
+    return IndexSyncCheck(target, "idx", ids, deleted_at=0)
+
+
 def _answer(check, result):
     ((_, body),) = check.requests()
     check.absorb(body, {"code": "Success", "result": result})
 
 
 def test_ids_listed_in_fetch_are_still_indexed():
-    check = IndexSyncCheck(TARGET, "idx", ["a", "b", "c"])
+    check = settled(["a", "b", "c"])
     _answer(check, {"fetch": [{"id": "b"}], "ids_not_exist": ["a", "c"]})
     assert check.remaining == ["b"] and not check.synced
     assert check.requests()[0][1]["ids"] == ["b"]  # only what is left is asked again
@@ -91,25 +96,25 @@ def test_ids_listed_in_fetch_are_still_indexed():
 
 
 def test_items_is_read_like_fetch():
-    check = IndexSyncCheck(TARGET, "idx", ["a", "b"])
+    check = settled(["a", "b"])
     _answer(check, {"items": [{"id": "a", "fields": {}}], "ids_not_exist": ["b"]})
     assert check.remaining == ["a"]
 
 
 def test_only_ids_not_exist_is_enough():
-    check = IndexSyncCheck(TARGET, "idx", ["a", "b"])
+    check = settled(["a", "b"])
     _answer(check, {"ids_not_exist": ["a"]})
     assert check.remaining == ["b"]
 
 
 def test_int64_keys_answered_as_strings_still_match():
-    check = IndexSyncCheck(TARGET, "idx", [1, 2**62])
+    check = settled([1, 2**62])
     _answer(check, {"fetch": [{"id": str(2**62)}]})
     assert check.remaining == [2**62]
 
 
 def test_del_all_is_synced_only_after_an_empty_search():
-    check = IndexSyncCheck(TARGET, "idx", None)
+    check = IndexSyncCheck(TARGET, "idx", None, deleted_at=0)
     ((path, body),) = check.requests()
     assert path == SEARCH_RANDOM_PATH and 1 <= body["limit"] <= 10
     assert not check.synced  # never looked
@@ -124,12 +129,75 @@ def test_del_all_is_synced_only_after_an_empty_search():
 
 
 def test_pending_text_counts_and_shows_the_first_five():
-    check = IndexSyncCheck({"resource_id": "vdb-c"}, "idx", [f"i{n}" for n in range(8)])
+    check = settled([f"i{n}" for n in range(8)], {"resource_id": "vdb-c"})
     check.look(lambda path, body: {"result": {"fetch": [{"id": i} for i in body["ids"]]}})
     assert check.pending_text() == (
         "8 of the 8 checked ids are still in index 'idx' of resource 'vdb-c'; "
         "first: 'i0', 'i1', 'i2', 'i3', 'i4', ..."
     )
+
+
+# ---- absent is not gone: the proofs ----
+
+
+def fetch_answer(present):
+    return lambda path, body: {"result": {"fetch": [{"id": i} for i in body["ids"] if i in present]}}
+
+
+def test_absent_but_never_seen_is_not_proof_until_the_settle_time_has_passed():
+    check = IndexSyncCheck(TARGET, "idx", ["a", "b"], deleted_at=1000.0, settle=30)
+    check.absorb(check.requests()[0][1], {"result": {"fetch": []}}, at=1010.0)
+    assert not check.synced and check.still_indexed == 0 and len(check.absent_unproven) == 2
+    assert "were never seen in it: they may not be indexed yet" in check.pending_text()
+    check.absorb(check.requests()[0][1], {"result": {"fetch": []}}, at=1029.9)
+    assert not check.synced
+    check.absorb(check.requests()[0][1], {"result": {"fetch": []}}, at=1030.0)
+    assert check.synced and check.proof == "settled" and check.proofs == {"seen_then_gone": 0, "settled": 2}
+
+
+def test_seen_during_the_wait_then_absent_is_proof_at_once():
+    check = IndexSyncCheck(TARGET, "idx", ["a", "b"], deleted_at=1000.0, settle=30)
+    # the rollback case: rows loaded just before the delete reach the index after it
+    check.absorb(check.requests()[0][1], {"result": {"fetch": []}}, at=1001.0)
+    check.absorb(check.requests()[0][1], {"result": {"fetch": [{"id": "a"}, {"id": "b"}]}}, at=1002.0)
+    assert not check.synced and check.still_indexed == 2 and check.absent_unproven == []
+    check.absorb(check.requests()[0][1], {"result": {"fetch": [{"id": "b"}]}}, at=1004.0)
+    assert check.remaining == ["b"]
+    check.absorb(check.requests()[0][1], {"result": {"fetch": []}}, at=1005.0)
+    assert check.synced and check.proof == "seen_then_gone"
+    assert "proof: seen_then_gone" in check.done_text()
+
+
+def test_a_look_before_the_delete_counts_as_seen_but_proves_nothing_itself():
+    check = IndexSyncCheck(TARGET, "idx", ["a", "b"], settle=30)
+    check.look(fetch_answer({"a", "b"}), before=True)
+    assert check.looks == 0 and not check.synced and check.remaining == ["a", "b"]
+    check.look(fetch_answer(set()))  # long indexed: the first look that finds them gone ends it
+    assert check.synced and check.looks == 1 and check.proof == "seen_then_gone"
+
+
+def test_a_mix_of_proofs_reports_settled():
+    check = IndexSyncCheck(TARGET, "idx", ["a", "b"], deleted_at=0, seen=["a"])
+    check.look(fetch_answer(set()))
+    assert check.proofs == {"seen_then_gone": 1, "settled": 1} and check.proof == "settled"
+
+
+def test_del_all_empty_search_needs_records_seen_before_or_the_settle_time():
+    body = {"collection_name": "c"}
+    check = IndexSyncCheck(TARGET, "idx", None, deleted_at=1000.0, settle=360)
+    check.absorb(body, {"result": {"data": []}}, at=1001.0)
+    assert not check.synced and "never returned records during this wait" in check.pending_text()
+    check.absorb(body, {"result": {"data": [{"id": "x"}]}}, at=1002.0)
+    check.absorb(body, {"result": {"data": []}}, at=1003.0)
+    assert check.synced and check.proof == "seen_then_gone"
+    late = IndexSyncCheck(TARGET, "idx", None, deleted_at=1000.0, settle=360)
+    late.absorb(body, {"result": {"data": []}}, at=1360.0)
+    assert late.synced and late.proof == "settled"
+
+
+def test_default_settle_times_follow_the_documented_lags():
+    assert IndexSyncCheck(TARGET, "idx", ["a"]).settle == 30
+    assert IndexSyncCheck(TARGET, "idx", None).settle == 360
 
 
 def test_operator_sensor_and_trigger_modules_import_no_http_client_at_top_level():

@@ -13,6 +13,7 @@ import time: DAG files import this module while the DAG processor parses them.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
@@ -95,6 +96,10 @@ __all__ = [
 ]
 
 DEFAULT_MAX_CONCURRENCY = 8
+#: ids a dry run checks for existence; above it, a random sample of this many
+DRY_RUN_SAMPLE = 1000
+#: fetch_in_collection's own quota (rows/s), documented in vikingdb-api.md section 5
+FETCH_QUOTA = 1000.0
 #: connect timeout: a refused or black-holed host is known sooner than a slow answer
 MAX_CONNECT_TIMEOUT = 10.0
 
@@ -530,6 +535,34 @@ class VikingDBHook(BaseHook):
             merged["fetch"].extend(result.get("fetch") or [])
             merged["ids_not_exist"].extend(result.get("ids_not_exist") or [])
         return merged
+
+    def count_existing(
+        self,
+        ids: Sequence[str | int],
+        *,
+        collection_name: str | None = None,
+        resource_id: str | None = None,
+        sample: int = DRY_RUN_SAMPLE,
+        rows_per_second: float = FETCH_QUOTA,
+    ) -> tuple[int, int]:
+        """How many of ``ids`` the collection holds now: ``(existing, checked)``.
+
+        Checks all ids up to ``sample``, else a random sample of that many (``checked <
+        len(ids)``). ``fetch_in_collection`` has its own quota (1000 rows/s by default), so
+        the requests are paced to ``rows_per_second``.
+        """
+        target = Target.of(collection_name, resource_id)
+        chosen = list(ids) if len(ids) <= sample else random.sample(list(ids), sample)
+        existing = 0
+        next_at = time.monotonic()
+        for batch in _batches(normalize_ids(chosen)):
+            wait = next_at - time.monotonic()
+            if wait > 0:
+                (self._sleep or time.sleep)(wait)
+            next_at = max(next_at, time.monotonic()) + len(batch) / rows_per_second
+            result = self.request(FETCH_IN_COLLECTION_PATH, {**target.body, "ids": list(batch)})
+            existing += len((result.get("result") or {}).get("fetch") or [])
+        return existing, len(chosen)
 
     def search_random(
         self,

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_vikingdb._compat import AirflowException, fail_task
+from airflow_provider_vikingdb._compat import AirflowException, default_deferrable, fail_task
 from airflow_provider_vikingdb.arguments import (
     check_ids_args,
+    check_max_delete,
     check_target_args,
     jinja_dependency_warning,
     parse_del_all,
+    parse_flag,
     rendered_target,
     rendered_text,
 )
@@ -91,7 +93,15 @@ class VikingDBDeleteOperator(BaseOperator):
     simply sends them again.
     """
 
-    template_fields: Sequence[str] = ("collection_name", "resource_id", "ids", "del_all", "wait_for_index")
+    template_fields: Sequence[str] = (
+        "collection_name",
+        "resource_id",
+        "ids",
+        "del_all",
+        "index_name",
+        "wait_for_index",
+        "dry_run",
+    )
     ui_color = "#e8f1ff"
 
     def __init__(
@@ -105,11 +115,15 @@ class VikingDBDeleteOperator(BaseOperator):
         max_concurrency: int | None = None,
         rows_per_second: float | None = None,
         vikingdb_conn_id: str = DEFAULT_CONN_ID,
+        index_name: str | None = None,
         wait_for_index: str | None = None,
-        deferrable: bool = False,
+        deferrable: bool | None = None,
         index_poke_interval: float = DEFAULT_POKE_INTERVAL,
         index_timeout: float | None = None,
+        index_settle: float | None = None,
         max_checked_ids: int = DEFAULT_MAX_CHECKED_IDS,
+        max_delete: int | None = None,
+        dry_run: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -130,7 +144,12 @@ class VikingDBDeleteOperator(BaseOperator):
             check_seconds("index_poke_interval", index_poke_interval)
             if index_timeout is not None:
                 check_seconds("index_timeout", index_timeout)
+            if index_settle is not None:
+                check_seconds("index_settle", index_settle)
             check_max_checked_ids(max_checked_ids)
+            check_max_delete(max_delete)
+            if isinstance(dry_run, bool) or not isinstance(dry_run, str) or "{{" not in dry_run:
+                parse_flag("dry_run", dry_run)
         except ValueError as exc:  # InvalidIdsError is a ValueError too
             raise ValueError(f"{owner}: {exc}") from None
         self.collection_name = collection_name
@@ -143,11 +162,15 @@ class VikingDBDeleteOperator(BaseOperator):
         self.max_concurrency = max_concurrency
         self.rows_per_second = rows_per_second
         self.vikingdb_conn_id = vikingdb_conn_id
+        self.index_name = index_name
         self.wait_for_index = wait_for_index
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.index_poke_interval = index_poke_interval
         self.index_timeout = index_timeout
+        self.index_settle = index_settle
         self.max_checked_ids = max_checked_ids
+        self.max_delete = max_delete
+        self.dry_run = dry_run
 
     @cached_property
     def hook(self) -> VikingDBHook:
@@ -165,18 +188,17 @@ class VikingDBDeleteOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = self._checked_target()
-        index_name = self._index_to_wait_for()
+        wait_index = self._index_to_wait_for()
+        count_index = rendered_text(self.index_name) or wait_index
         try:
             del_all = parse_del_all(self.del_all)
+            dry_run = parse_flag("dry_run", self.dry_run)
         except ValueError as exc:
             self._fail(str(exc))
-        hook = self.hook
         if del_all:
             if self.ids is not None:
                 self._fail("give ids or del_all=True, not both (they delete different things)")
-            self.log.warning("del_all=True: deleting EVERY record of %s", target)
-            result = hook.delete(del_all=True, **target.body)
-            return self._then_wait(context, hook, target, index_name, None, self._summary(result.to_dict()))
+            return self._delete_all(context, target, count_index, wait_index, dry_run)
 
         if warning := jinja_dependency_warning(self._ids_template, self.upstream_task_ids):
             self.log.warning(warning)
@@ -184,20 +206,22 @@ class VikingDBDeleteOperator(BaseOperator):
             ids = normalize_ids(self.ids)
         except InvalidIdsError as exc:
             self._fail(f"ids: {exc}. Nothing was sent.")
+        self._check_max_delete(len(ids), "ids")
+        if dry_run:
+            return self._dry_run_ids(target, ids)
         if not ids:
             self.log.info("No ids to delete from %s: nothing sent.", target)
             summary = self._summary({"target": str(target), "ids_requested": 0, "ids_deleted": 0})
-            return self._then_wait(context, hook, target, index_name, [], summary)
+            return self._then_wait(context, None, summary)
 
+        check = self._look_before(target, wait_index, ids)
         self.log.info(
-            "Deleting %d distinct ids from %s in batches of at most %d",
-            len(ids),
-            target,
-            self.batch_size,
+            "Deleting %d distinct ids from %s in batches of at most %d", len(ids), target, self.batch_size
         )
-        result = hook.delete(
+        result = self.hook.delete(
             ids, batch_size=self.batch_size, max_concurrency=self.max_concurrency, **target.body
         )
+        deleted_at = time.time()
         self.log.info(
             "Deleted %d ids from %s in %d batches (%d throttled, %d retries).",
             result.ids_deleted,
@@ -206,39 +230,150 @@ class VikingDBDeleteOperator(BaseOperator):
             result.throttled,
             result.retries,
         )
-        return self._then_wait(context, hook, target, index_name, ids, self._summary(result.to_dict()))
+        summary = self._summary({**result.to_dict(), "deleted_at": deleted_at})
+        return self._then_wait(context, check, summary, deleted_at=deleted_at)
+
+    def _delete_all(
+        self,
+        context: Context,
+        target: Target,
+        count_index: str | None,
+        wait_index: str | None,
+        dry_run: bool,
+    ) -> dict[str, Any]:
+        """``del_all``: count first (through an index), check ``max_delete``, delete, say what was done."""
+        hook = self.hook
+        records_before = None
+        if count_index is not None:
+            records_before = hook.count(index_name=count_index, **target.body)
+            self.log.info("%s holds %d records (counted in index %r).", target, records_before, count_index)
+        elif dry_run or self.max_delete is not None:
+            what = "dry_run" if dry_run else "max_delete"
+            self._fail(
+                f"{what} with del_all=True counts the records through an index first: give index_name "
+                "(or wait_for_index). Nothing was sent."
+            )
+        if records_before is not None:
+            self._check_max_delete(records_before, "records (del_all)")
+        if dry_run:
+            self.log.info("Dry run: del_all would delete every record of %s (%s).", target, records_before)
+            return {
+                **self._summary({"target": str(target), "del_all": True}),
+                "dry_run": True,
+                "records_before": records_before,
+            }
+        check = self._look_before(target, wait_index, None)
+        if check is not None and records_before:
+            check.seen_records = True
+        self.log.warning("del_all=True: deleting EVERY record of %s", target)
+        result = hook.delete(del_all=True, **target.body)
+        deleted_at = time.time()
+        counted = (
+            f"{records_before} records deleted" if records_before is not None else "every record deleted"
+        )
+        self.log.info(
+            "del_all on %s: %s (request_id=%s); the index follows within about 5 minutes.",
+            target,
+            counted,
+            result.request_ids[-1] if result.request_ids else "-",
+        )
+        summary = {
+            **self._summary({**result.to_dict(), "deleted_at": deleted_at}),
+            "records_before": records_before,
+        }
+        return self._then_wait(context, check, summary, deleted_at=deleted_at)
+
+    def _dry_run_ids(self, target: Target, ids: list) -> dict[str, Any]:
+        """Everything up to the first delete request: how many would go, and how many exist now."""
+        existing, checked = self.hook.count_existing(ids, **target.body)
+        sampled = checked < len(ids)
+        if sampled:
+            estimate = round(existing * len(ids) / checked) if checked else 0
+            self.log.info(
+                "Dry run: would delete %d ids from %s; of a random sample of %d, %d exist now "
+                "(about %d of all; fetch_in_collection has its own quota, so a large list is sampled). "
+                "Nothing was deleted.",
+                len(ids),
+                target,
+                checked,
+                existing,
+                estimate,
+            )
+        else:
+            estimate = existing
+            self.log.info(
+                "Dry run: would delete %d ids from %s; %d of them exist now. Nothing was deleted.",
+                len(ids),
+                target,
+                existing,
+            )
+        return {
+            **self._summary({"target": str(target), "ids_requested": len(ids), "ids_deleted": 0}),
+            "dry_run": True,
+            "would_delete": len(ids),
+            "exist_now": estimate,
+            "exist_checked": checked,
+            "exist_sampled": sampled,
+        }
+
+    def _check_max_delete(self, count: int, what: str) -> None:
+        if self.max_delete is not None and count > self.max_delete:
+            self._fail(
+                f"would delete {count} {what}, more than max_delete={self.max_delete}. Nothing was sent. "
+                f"If that many is intended, raise max_delete to at least {count} (or split the job)."
+            )
 
     # ---- waiting for the index ----
+
+    def _look_before(self, target: Target, index_name: str | None, ids: list | None) -> IndexSyncCheck | None:
+        """Plan the index wait and look once before the delete: what the index holds now is seen.
+
+        Seen now and absent later proves the delete reached the index; absent on every look
+        proves it only after the settle time. A wrong index name fails here, before deleting.
+        """
+        if index_name is None:
+            return None
+        check, plan = plan_check(target, index_name, ids, self.max_checked_ids, settle=self.index_settle)
+        self._wait_plan = plan
+        try:
+            check.look(self.hook.request, before=True)
+        except VikingDBError as exc:
+            if not exc.retryable:
+                self._fail(f"cannot read index {index_name!r} (wait_for_index): {exc}. Nothing was deleted.")
+            self.log.warning(
+                "Could not look at index %r before deleting (%s); waiting anyway.", index_name, exc
+            )
+        return check
 
     def _then_wait(
         self,
         context: Context,
-        hook: VikingDBHook,
-        target: Target,
-        index_name: str | None,
-        ids: list | None,
+        check: IndexSyncCheck | None,
         summary: dict[str, Any],
+        *,
+        deleted_at: float | None = None,
     ) -> dict[str, Any]:
-        """Return ``summary`` once ``index_name`` reflects the delete (ids=None: del_all); None: no wait."""
+        """Return ``summary`` once the index reflects the delete; no ``check``: no wait."""
+        started_at = time.time()
+        index_name = self._index_to_wait_for()
         if index_name is None:
             return summary
-        started_at = time.time()
-        total = 0 if ids is None else len(ids)
-        if ids is not None and not ids:
+        if check is None:
             self.log.info("Nothing was deleted: no need to wait for index %r.", index_name)
-            check = IndexSyncCheck(target, index_name, [])
+            empty = IndexSyncCheck(Target.from_body(self._checked_target().body), index_name, [])
             return {
                 **summary,
-                **wait_summary(check, index_name=index_name, total_ids=0, started_at=started_at),
+                **wait_summary(empty, index_name=index_name, total_ids=0, started_at=started_at),
             }
+        check.deleted_at = deleted_at if deleted_at is not None else started_at
+        total = 0 if check.del_all else summary.get("ids_requested", 0)
         # The delete is done whatever happens to the wait: keep its summary where a failed wait can't lose it.
         ti = context.get("ti")
         if ti is not None:
             ti.xcom_push(key=DELETE_SUMMARY_KEY, value=summary)
-        timeout = self.index_timeout if self.index_timeout is not None else default_timeout(ids is None)
+        timeout = self.index_timeout if self.index_timeout is not None else default_timeout(check.del_all)
         deadline = started_at + timeout
-        check, plan = plan_check(target, index_name, ids, self.max_checked_ids)
-        self.log.info("%s; timeout %gs.", plan, timeout)
+        self.log.info("%s; settle %gs, timeout %gs.", getattr(self, "_wait_plan", ""), check.settle, timeout)
 
         if self.deferrable:
             defer_wait(
@@ -253,7 +388,11 @@ class VikingDBDeleteOperator(BaseOperator):
 
         try:
             synced = wait_blocking(
-                check, hook.request, deadline=deadline, poke_interval=self.index_poke_interval, log=self.log
+                check,
+                self.hook.request,
+                deadline=deadline,
+                poke_interval=self.index_poke_interval,
+                log=self.log,
             )
         except VikingDBError as exc:  # permanent: a wrong index name, the credentials, ...
             raise AirflowException(
@@ -316,6 +455,8 @@ class VikingDBDeleteOperator(BaseOperator):
             "throttled": data.get("throttled", 0),
             "retries": data.get("retries", 0),
             "last_request_id": data.get("last_request_id"),
+            "dry_run": False,
+            "deleted_at": data.get("deleted_at"),
         }
         return summary
 

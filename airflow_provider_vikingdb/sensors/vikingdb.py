@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_vikingdb._compat import AirflowException, AirflowSensorTimeout, fail_task
+from airflow_provider_vikingdb._compat import (
+    AirflowException,
+    AirflowSensorTimeout,
+    default_deferrable,
+    fail_task,
+)
 from airflow_provider_vikingdb.arguments import (
     check_ids_args,
     check_target_args,
@@ -87,7 +92,8 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         del_all: bool | str = False,
         vikingdb_conn_id: str = DEFAULT_CONN_ID,
         max_checked_ids: int = DEFAULT_MAX_CHECKED_IDS,
-        deferrable: bool = False,
+        deferrable: bool | None = None,
+        settle: float | None = None,
         poke_interval: timedelta | float = DEFAULT_POKE_INTERVAL,
         timeout: timedelta | float | None = None,
         **kwargs: Any,
@@ -115,7 +121,12 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         self.del_all = del_all
         self.vikingdb_conn_id = vikingdb_conn_id
         self.max_checked_ids = max_checked_ids
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        if settle is not None and (
+            isinstance(settle, bool) or not isinstance(settle, (int, float)) or settle < 0
+        ):
+            raise ValueError(f"{name}: settle must be a non-negative number of seconds, got {settle!r}")
+        self.settle = settle
         self._check: IndexSyncCheck | None = None
         self._total_ids = 0
         self._started_at = time.time()
@@ -139,7 +150,14 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         if del_all:
             if self.ids is not None:
                 self._fail("give ids or del_all=True, not both (they delete different things)")
-            check, plan = plan_check(target, index_name, None, self.max_checked_ids)
+            check, plan = plan_check(
+                target,
+                index_name,
+                None,
+                self.max_checked_ids,
+                settle=self.settle,
+                deleted_at=self._started_at,
+            )
             self.log.info("%s; timeout %gs.", plan, self.timeout)
             return check
         if warning := jinja_dependency_warning(self._ids_template, self.upstream_task_ids):
@@ -149,14 +167,22 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         except InvalidIdsError as exc:
             self._fail(f"ids: {exc}")
         self._total_ids = len(ids)
-        check, plan = plan_check(target, index_name, ids, self.max_checked_ids)
+        check, plan = plan_check(
+            target, index_name, ids, self.max_checked_ids, settle=self.settle, deleted_at=self._started_at
+        )
         self.log.info("%s; timeout %gs.", plan, self.timeout)
         return check
 
     # ---- running ----
 
     def execute(self, context: Context) -> dict[str, Any]:
+        # The delete happened before this sensor started: a look settle seconds after the
+        # sensor's (first) start is at least that long after the delete.
         self._started_at = time.time()
+        if self.reschedule and context.get("ti") is not None:
+            first = context["ti"].get_first_reschedule_date(context)
+            if first is not None:
+                self._started_at = first.timestamp()
         check = self._check = self._prepare()
         if not check.del_all and check.checked == 0:
             self.log.info("No ids given: nothing to wait for.")

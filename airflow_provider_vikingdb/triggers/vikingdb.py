@@ -22,7 +22,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.exceptions import VikingDBError
 from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
-from airflow_provider_vikingdb.index_sync import DEFAULT_POKE_INTERVAL, SHOWN, IndexSyncCheck
+from airflow_provider_vikingdb.index_sync import DEFAULT_POKE_INTERVAL, SHOWN, IndexSyncCheck, default_settle
 from airflow_provider_vikingdb.target import Target
 
 
@@ -33,6 +33,11 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
     :param target: ``{"collection_name": ...}`` or ``{"resource_id": ...}``.
     :param index_name: the index to watch.
     :param ids: the ids to check (already sampled by the caller), or None after ``del_all``.
+    :param deleted_at: Unix time the delete was acknowledged (the settle time counts from it).
+    :param settle: seconds the index may take to apply the delete: an id absent from the index
+        proves nothing before then unless it was seen in it (see ``IndexSyncCheck``).
+    :param seen: ids already seen in the index (by the look made before the delete).
+    :param seen_records: after ``del_all``: the index returned records before the delete.
     :param deadline: when to give up, as a Unix timestamp (the trigger may run on another machine).
     :param poke_interval: seconds between looks.
     :param started_at: Unix timestamp the wait started at (the wait time in the event counts from it).
@@ -52,6 +57,10 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
         index_name: str,
         ids: Sequence[str | int] | None,
         deadline: float,
+        deleted_at: float | None = None,
+        settle: float | None = None,
+        seen: Sequence[str] = (),
+        seen_records: bool = False,
         poke_interval: float = DEFAULT_POKE_INTERVAL,
         started_at: float | None = None,
         total_ids: int | None = None,
@@ -62,6 +71,10 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
         self.index_name = index_name
         self.ids = None if ids is None else list(ids)
         self.deadline = float(deadline)
+        self.deleted_at = float(deleted_at) if deleted_at is not None else time.time()
+        self.settle = float(settle) if settle is not None else default_settle(ids is None)
+        self.seen = [str(i) for i in seen]
+        self.seen_records = bool(seen_records)
         self.poke_interval = float(poke_interval)
         self.started_at = float(started_at if started_at is not None else time.time())
         self.total_ids = total_ids if total_ids is not None else len(self.ids or [])
@@ -76,6 +89,10 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
                 "index_name": self.index_name,
                 "ids": self.ids,
                 "deadline": self.deadline,
+                "deleted_at": self.deleted_at,
+                "settle": self.settle,
+                "seen": self.seen,
+                "seen_records": self.seen_records,
                 "poke_interval": self.poke_interval,
                 "started_at": self.started_at,
                 "total_ids": self.total_ids,
@@ -83,7 +100,15 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        check = IndexSyncCheck(self.target, self.index_name, self.ids)
+        check = IndexSyncCheck(
+            self.target,
+            self.index_name,
+            self.ids,
+            deleted_at=self.deleted_at,
+            settle=self.settle,
+            seen=self.seen,
+            seen_records=self.seen_records,
+        )
         async with VikingDBHook(self.vikingdb_conn_id) as hook:
             try:
                 # Reading the connection is synchronous (secrets backends, supervisor comms,
@@ -126,7 +151,7 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
     def _event(
         self, status: str, check: IndexSyncCheck, message: str, error: VikingDBError | None = None
     ) -> TriggerEvent:
-        pending = check.seen if check.del_all else check.remaining
+        pending = check.last_records if check.del_all else check.remaining
         return TriggerEvent(
             {
                 "status": status,
@@ -139,6 +164,7 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
                 "still_indexed": check.still_indexed,
                 "first_still_indexed": list(pending or [])[:SHOWN],
                 "looks": check.looks,
+                "proof": check.proof,
                 "waited_seconds": round(time.time() - self.started_at, 3),
                 "code": error.code if error else None,
                 "http_status": error.http_status if error else None,

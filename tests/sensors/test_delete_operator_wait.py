@@ -25,8 +25,11 @@ SUMMARY_KEYS = {
     "throttled",
     "retries",
     "last_request_id",
+    "dry_run",
+    "deleted_at",
 }
 WAIT_KEYS = {
+    "index_proof",
     "index_name",
     "index_synced",
     "index_checked_ids",
