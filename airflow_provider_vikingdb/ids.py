@@ -72,7 +72,7 @@ def parse_templated_ids(value: object) -> object:
     # Starts or ends like a list: a list's text, perhaps broken, never a single id.
     if text[0] in "[(" or text[-1] in "])":
         parsed = parse_literal(text)
-        if parsed is _UNPARSED:
+        if parsed is UNPARSED:
             raise InvalidIdsError(
                 f"ids is a string that looks like a list but is neither JSON nor a Python literal: "
                 f"{preview(text)}. {_XCOM_HINT}"
@@ -81,11 +81,12 @@ def parse_templated_ids(value: object) -> object:
     return value
 
 
-_UNPARSED = object()
+#: What ``parse_literal`` returns for text that is neither JSON nor a Python literal.
+UNPARSED = object()
 
 
 def parse_literal(text: str) -> object:
-    """``text`` read as JSON, else as a Python literal (what Jinja renders), else ``_UNPARSED``."""
+    """``text`` read as JSON, else as a Python literal (what Jinja renders), else ``UNPARSED``."""
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
@@ -95,7 +96,7 @@ def parse_literal(text: str) -> object:
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return _UNPARSED
+        return UNPARSED
 
 
 def check_id(value: object, position: int) -> str | int:
@@ -123,13 +124,17 @@ def _check_unusual_id(value: object, position: int) -> str | int:
         text = str.__str__(value)  # a plain str with the same characters (np.str_, StrEnum, ...)
         if not text:
             raise InvalidIdsError(f"{where} is an empty string: primary keys must be non-empty")
-        check_utf8(text, where, InvalidIdsError)
+        if problem := surrogate_problem(text):
+            raise InvalidIdsError(f"{where} = {preview(repr(text))} {problem}")
         return text
     if isinstance(value, numbers.Integral):  # numpy.int64, IntEnum, ...: no numpy import needed
         try:
             number = operator.index(value)
-        except TypeError:
-            number = int(value)
+        except TypeError:  # registered as Integral, yet no __index__
+            raise InvalidIdsError(
+                f"{where} = {preview(repr(value))} is a {type_name(value)}, an integer type without an "
+                "integer value (__index__): convert the ids to int where they are produced"
+            ) from None
         if not INT64_MIN <= number <= INT64_MAX:
             raise InvalidIdsError(f"{where} = {number} is outside {_INT64_RANGE}")
         return number
@@ -143,18 +148,18 @@ def _check_unusual_id(value: object, position: int) -> str | int:
 
 def refusal(value: object) -> str:
     """Why ``value`` is not a primary key and what to do, after "ids[3] = 5.0 "."""
-    kind = type_name(value)
+    kind = a_type(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"is {kind}: primary keys are int64 or non-empty strings; decode it first (.decode('utf-8'))"
     if isinstance(value, numbers.Number):
         # A whole float is refused too: a float id may already have lost digits (floats
         # are exact only up to 2**53, and pandas turns an int column with gaps into floats).
         return (
-            f"is a {kind}: primary keys are int64 or non-empty strings, and a number that is not an "
+            f"is {kind}: primary keys are int64 or non-empty strings, and a number that is not an "
             "integer type is refused even when whole (a float holds integers exactly only up to 2**53). "
             "Convert the ids to int where they are produced (int(x), or .astype('int64'))"
         )
-    return f"is a {kind}: ids must be int64 or non-empty strings"
+    return f"is {kind}: ids must be int64 or non-empty strings"
 
 
 def type_name(value: object) -> str:
@@ -164,18 +169,25 @@ def type_name(value: object) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-def check_utf8(text: str, where: str, error: type[ValueError]) -> None:
-    """Raise ``error`` naming ``where`` if ``text`` holds a lone surrogate (UTF-8 cannot encode it)."""
+def a_type(value: object) -> str:
+    """The type of ``value`` as a phrase: "a float", "an int", "a numpy.ndarray", "bytes"."""
+    kind = type_name(value)
+    if kind == "bytes":
+        return kind
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def surrogate_problem(text: str) -> str | None:
+    """None if UTF-8 can encode ``text``; else what is wrong with it, to follow "ids[3] = '...' "."""
     if text.isascii():
-        return
+        return None
     found = _SURROGATE.search(text)
     if found is None:
-        return
-    raise error(
-        f"{where} = {preview(repr(text))} holds a lone surrogate ({found.group()!r} at character "
-        f"{found.start()}), which cannot be encoded as UTF-8, so VikingDB cannot be sent it. It usually "
-        "comes from bytes decoded with errors='surrogateescape' (file names, os.listdir): decode the "
-        "source with its real encoding"
+        return None
+    return (
+        f"holds a lone surrogate ({found.group()!r} at character {found.start()}), which cannot be "
+        "encoded as UTF-8, so VikingDB cannot be sent it. It usually comes from bytes decoded with "
+        "errors='surrogateescape' (file names, os.listdir): decode the source with its real encoding"
     )
 
 
@@ -211,8 +223,7 @@ def normalize_ids(ids: object) -> CheckedIds:
         return CheckedIds([check_id(ids, 0)])
     if isinstance(ids, (Mapping, bytes, bytearray, memoryview)) or not isinstance(ids, Iterable):
         raise InvalidIdsError(
-            f"ids must be a list of int64 or string primary keys, got a {type_name(ids)}: "
-            f"{preview(repr(ids))}"
+            f"ids must be a list of int64 or string primary keys, got {a_type(ids)}: {preview(repr(ids))}"
         )
     out = CheckedIds()
     numbered = enumerate(ids)

@@ -21,15 +21,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 
 from airflow_provider_vikingdb.ids import (
-    _SURROGATE,
-    _UNPARSED,
     INT64,
     INT64_MAX,
     INT64_MIN,
     STRING,
+    UNPARSED,
     CheckedIds,
+    a_type,
     parse_literal,
     preview,
+    surrogate_problem,
     type_name,
 )
 
@@ -84,7 +85,7 @@ def parse_templated_records(value: object) -> object:
             f"or is not upstream of this task. {_XCOM_HINT}"
         )
     parsed = parse_literal(text)
-    if parsed is _UNPARSED:
+    if parsed is UNPARSED:
         raise InvalidRecordsError(
             f"records is a string that is neither JSON nor a Python literal: {preview(text)} "
             "(Python's text of a NaN or infinite float, nan or inf, cannot be read back). "
@@ -111,7 +112,7 @@ def check_record(
     of the other type is refused. Raises ``InvalidRecordsError`` naming ``records[position]``
     and the field. Repeated keys need state: ``RecordChecker`` tracks them.
     """
-    key = _check_record(record, f"records[{position}]", id_field, key_type, "the records before it have")
+    key = _check_record(record, f"records[{position}]", id_field, key_type, None)
     return key, INT64 if type(key) is int else STRING
 
 
@@ -119,7 +120,7 @@ class RecordChecker:
     """Checks records one at a time, as they stream by, and what they must agree on.
 
     Tracks the key type (set by the first record), the keys seen (a repeated key is
-    refused: batches go in parallel, so which record the collection kept would be a
+    refused: batches go in parallel, so which record the collection keeps would be a
     matter of timing) and ``count``. ``label`` formats a record's number into its name
     in messages (``"records[{}]"``; ``"line {}: record"`` for JSON Lines) and ``ref`` into
     a reference to it (default: ``label``; ``"line {}"``).
@@ -139,7 +140,7 @@ class RecordChecker:
         if number is None:
             number = self.count
         where = self.label.format(number)
-        first = None if self._first is None else f"{self.ref.format(self._first)} has"
+        first = None if self._first is None else self.ref.format(self._first)
         key = _check_record(record, where, self.id_field, self.key_type, first)
         earlier = self._seen.setdefault(key, number)
         if earlier != number:
@@ -302,11 +303,13 @@ def check_ttl(value: object) -> int | None:
 # ---- the checks ----
 
 
-def _check_record(record: object, where: str, id_field: str, key_type: str | None, before: str) -> str | int:
-    """Check ``record`` (named ``where``); ``before`` + "an int64 key" says where ``key_type`` was set."""
+def _check_record(
+    record: object, where: str, id_field: str, key_type: str | None, key_type_from: str | None
+) -> str | int:
+    """Check ``record`` (named ``where``); ``key_type_from`` names the record that set ``key_type``."""
     if not isinstance(record, Mapping):
         raise InvalidRecordsError(
-            f"{where} = {preview(repr(record))} is {_a_kind(record)}, not a dict: each record is a "
+            f"{where} = {preview(repr(record))} is {a_type(record)}, not a dict: each record is a "
             "dict of field -> value"
         )
     try:
@@ -320,11 +323,12 @@ def _check_record(record: object, where: str, id_field: str, key_type: str | Non
     key = _check_key(key, f"{where}[{id_field!r}]")
     kind = INT64 if type(key) is int else STRING
     if key_type is not None and kind != key_type:
-        keys = "an int64 key" if key_type == INT64 else "a string key"
-        if before.endswith("have"):
-            keys = keys.removeprefix("an ").removeprefix("a ") + "s"
+        if key_type_from:
+            before = f"{key_type_from} has {_a(key_type)} key"
+        else:
+            before = f"the records before it have {key_type} keys"
         raise InvalidRecordsError(
-            f"{where}[{id_field!r}] = {preview(repr(key))} is {_a(kind)}, but {before} {keys}: a collection "
+            f"{where}[{id_field!r}] = {preview(repr(key))} is {_a(kind)}, but {before}: a collection "
             "has one primary-key type and VikingDB refuses a batch that mixes them. Make every key "
             f"{_a(key_type)} where the records are made"
         )
@@ -334,10 +338,8 @@ def _check_record(record: object, where: str, id_field: str, key_type: str | Non
                 f"{where} has the field name {preview(repr(field))} ({type_name(field)}): "
                 "field names are strings"
             )
-        if not field.isascii() and _SURROGATE.search(field):
-            raise InvalidRecordsError(
-                f"{where} has the field name {preview(repr(field))}, which {_surrogate_problem(field)}"
-            )
+        if problem := surrogate_problem(field):
+            raise InvalidRecordsError(f"{where} has the field name {preview(repr(field))}, which {problem}")
         try:
             _check_value(value, 1)
         except _Bad as bad:
@@ -350,21 +352,13 @@ def _a(kind: str) -> str:
     return "an int64" if kind == INT64 else "a string"
 
 
-def _a_kind(value: object) -> str:
-    """ "a numpy.ndarray", "an object", "bytes": the type of ``value`` as a phrase."""
-    kind = type_name(value)
-    if kind == "bytes":
-        return kind
-    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
-
-
 def _check_key(key: object, where: str) -> str | int:
     cls = type(key)
     if cls is str:
         if not key:
             raise InvalidRecordsError(f"{where} is an empty string: primary keys must be non-empty")
-        if not key.isascii() and _SURROGATE.search(key):
-            raise InvalidRecordsError(f"{where} = {preview(repr(key))} {_surrogate_problem(key)}")
+        if problem := surrogate_problem(key):
+            raise InvalidRecordsError(f"{where} = {preview(repr(key))} {problem}")
         return key
     if cls is int or (isinstance(key, int) and not isinstance(key, bool)):
         key = int(key)  # a plain int (IntEnum keys): the JSON encoder sends the same digits
@@ -383,17 +377,17 @@ def _check_key(key: object, where: str) -> str | int:
         raise InvalidRecordsError(f"{where} is None: every record needs its primary key")
     if isinstance(key, numbers.Integral):
         raise InvalidRecordsError(
-            f"{where} = {preview(repr(key))} is {_a_kind(key)}, which JSON cannot encode: "
+            f"{where} = {preview(repr(key))} is {a_type(key)}, which JSON cannot encode: "
             "convert it with int(...) (or .tolist() for a numpy array) where the records are made"
         )
     if isinstance(key, numbers.Number):
         raise InvalidRecordsError(
-            f"{where} = {preview(repr(key))} is {_a_kind(key)}: primary keys are int64 or non-empty "
+            f"{where} = {preview(repr(key))} is {a_type(key)}: primary keys are int64 or non-empty "
             "strings, and a float is refused even when whole (floats hold integers exactly only up to "
             "2**53). Convert the keys to int where the records are made"
         )
     raise InvalidRecordsError(
-        f"{where} = {preview(repr(key))} is {_a_kind(key)}: primary keys are int64 or non-empty strings"
+        f"{where} = {preview(repr(key))} is {a_type(key)}: primary keys are int64 or non-empty strings"
     )
 
 
@@ -401,8 +395,8 @@ def _check_value(value: object, depth: int) -> None:
     """Raise ``_Bad`` unless ``value`` encodes as the UTF-8 JSON VikingDB takes."""
     cls = type(value)
     if cls is str:
-        if not value.isascii() and _SURROGATE.search(value):
-            raise _Bad(_surrogate_problem(value))
+        if problem := surrogate_problem(value):
+            raise _Bad(problem)
     elif cls is float:
         if not math.isfinite(value):
             raise _Bad(_not_finite(value))
@@ -449,8 +443,8 @@ def _check_dict(mapping: dict, depth: int) -> None:
     for name, item in mapping.items():
         if not isinstance(name, str):
             raise _Bad(f"has the key {preview(repr(name))} ({type_name(name)}): keys are strings")
-        if not name.isascii() and _SURROGATE.search(name):
-            raise _Bad(f"has the key {preview(repr(name))}, which {_surrogate_problem(name)}")
+        if problem := surrogate_problem(name):
+            raise _Bad(f"has the key {preview(repr(name))}, which {problem}")
         try:
             _check_value(item, depth + 1)
         except _Bad as bad:
@@ -460,8 +454,6 @@ def _check_dict(mapping: dict, depth: int) -> None:
 
 def _check_other(value: object, depth: int) -> None:
     """Subclasses the JSON encoder takes (IntEnum, numpy.float64, OrderedDict), or a refusal."""
-    if isinstance(value, bool):
-        return
     if isinstance(value, str):
         _check_value(str.__str__(value), depth)
     elif isinstance(value, int):
@@ -492,7 +484,7 @@ def _refusal(value: object) -> str:
     else:
         fix = "convert it to one of those"
     return (
-        f"is {_a_kind(value)}, which JSON cannot encode (VikingDB takes str, int, float, bool, None, "
+        f"is {a_type(value)}, which JSON cannot encode (VikingDB takes str, int, float, bool, None, "
         f"lists and dicts): {fix}"
     )
 
@@ -502,15 +494,6 @@ def _not_finite(value: float) -> str:
     return (
         f"is {what}: JSON has no NaN or infinity, so VikingDB cannot be sent it. "
         "Fix or drop the record where it is made"
-    )
-
-
-def _surrogate_problem(text: str) -> str:
-    found = _SURROGATE.search(text)
-    return (
-        f"holds a lone surrogate ({found.group()!r} at character {found.start()}), which cannot be "
-        "encoded as UTF-8. It usually comes from bytes decoded with errors='surrogateescape': decode "
-        "the source with its real encoding"
     )
 
 

@@ -344,3 +344,22 @@ def test_numpy_ints_and_strings_do_not_mix(np):
         InvalidIdsError, match=r"ids\[1\] = 'b' is a string, but the list started with an int64"
     ):
         normalize_ids([np.int64(1), np.str_("b")])
+
+
+def test_an_integral_without_an_integer_value_is_refused():
+    class Broken:
+        pass
+
+    numbers.Integral.register(Broken)
+    with pytest.raises(InvalidIdsError, match=r"ids\[1\] = .*Broken.*without an integer value"):
+        normalize_ids([1, Broken()])
+
+
+def test_a_str_subclass_with_any_characters_becomes_a_plain_str():
+    class Name(str):
+        pass
+
+    ids = normalize_ids([Name("caf\u00e9"), "x"])
+    assert ids == ["caf\u00e9", "x"] and type(ids[0]) is str
+    with pytest.raises(InvalidIdsError, match=r"ids\[1\] = 'b\\udc80' holds a lone surrogate"):
+        normalize_ids(["a", Name("b\udc80")])

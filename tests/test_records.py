@@ -7,6 +7,7 @@ import enum
 import io
 import json
 import numbers
+import types
 
 import pytest
 
@@ -26,6 +27,10 @@ from airflow_provider_vikingdb.records import (
 )
 
 NAN, INF = float("nan"), float("inf")
+
+
+class Floats(list):
+    """A list subclass, which the JSON encoder takes as a list."""
 
 
 def sent_bytes(records):
@@ -112,6 +117,8 @@ def test_a_checked_list_is_not_checked_again_for_the_same_id_field():
         [0, 0.5, 1],  # ints and floats in one vector
         [-(2**63), 2**63 - 1],
         ["a", "\u4e2d", "\U0001f600"],
+        ["plain", "ascii"],
+        collections.OrderedDict(a=[1.5]),
         [True, False, None],
         ((1.5, 2.5), [[1, 2], [3, 4]]),
         {"sparse": {"12": 0.5, "40": 0.25}},
@@ -122,6 +129,15 @@ def test_a_checked_list_is_not_checked_again_for_the_same_id_field():
 def test_json_values_vikingdb_takes_are_accepted(value):
     checked = check_records([{"id": "a", "f": value}])
     sent_bytes(checked)
+
+
+def test_a_key_of_a_str_subclass_is_a_plain_str():
+    class Name(str):
+        pass
+
+    assert check_records([{"id": Name("a")}]).ids == ["a"]
+    assert type(check_records([{"id": Name("a")}]).ids[0]) is str
+    assert "records[0]['id'] is an empty string" in refused([{"id": Name("")}])
 
 
 def test_subclasses_the_json_encoder_takes_are_accepted():
@@ -162,7 +178,12 @@ def test_nan_in_a_vector_names_the_record_the_field_and_the_element():
         ((1.0, NAN), "['score'][1]", "is NaN"),
         ([1, 2.5, 2**63], "['score'][2]", "= 9223372036854775808 is outside the int64 range"),
         (-(2**63) - 1, "['score']", "is outside the int64 range"),
-        ([2**70, 0.5], "['score'][0]", "is outside the int64 range"),  # too large for a float, too
+        ([2**70, 0.5], "['score'][0]", "is outside the int64 range"),
+        ([0.5, 2**1100], "['score'][1]", "is outside the int64 range"),  # too large for a float, too
+        (Floats([0.5, NAN]), "['score'][1]", "is NaN"),
+        (collections.OrderedDict(v=[INF]), "['score']['v'][0]", "is infinite"),
+        (types.MappingProxyType({"a": 1}), "['score']", "is a mappingproxy, which JSON cannot encode"),
+        (collections.UserList([1]), "['score']", "is a collections.UserList, which JSON cannot encode"),
         ("x\udc80", "['score']", "holds a lone surrogate ('\\udc80' at character 1)"),
         (["ok", "\ud800"], "['score'][1]", "holds a lone surrogate"),
         ({"k\ud800": 1}, "['score']", "has the key 'k\\ud800', which holds a lone surrogate"),
@@ -193,6 +214,11 @@ def test_a_value_that_contains_itself_is_refused_not_a_crash():
     loop.append(loop)
     message = refused([{"id": 1, "loop": loop}])
     assert message.startswith("records[0]['loop'][0][0]")
+    assert f"nested more than {MAX_DEPTH} levels deep" in message
+    mapping = {}
+    mapping["m"] = mapping
+    message = refused([{"id": 1, "m": mapping}])
+    assert message.startswith("records[0]['m']['m']['m']")
     assert f"nested more than {MAX_DEPTH} levels deep" in message
 
 
@@ -403,6 +429,9 @@ def jsonl_error(text, id_field="id"):
         ('{"id": 1}\n[1, 2]\n', "line 2 holds a JSON array, not an object"),
         ('"text"\n', "line 1 holds a JSON string, not an object"),
         ("null\n", "line 1 holds a JSON null"),
+        ("true\n", "line 1 holds a JSON boolean"),
+        ("5\n", "line 1 holds a JSON number"),
+        ("[" * 100_000 + "\n", "line 1 is nested too deeply to be a record"),
         ('{"id": 1}\n{"id": 2, "v": [0.5, NaN]}\n', "line 2: record['v'][1] is NaN"),
         ('{"id": 1}\n{"id": 2, "v": [Infinity]}\n', "line 2: record['v'][0] is infinite"),
         ('{"id": 1, "t": "\\ud800"}\n', "line 1: record['t'] holds a lone surrogate"),
