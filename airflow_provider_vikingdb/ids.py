@@ -140,7 +140,7 @@ def _check_unusual_id(value: object, position: int) -> str | int:
         return number
     if value is None:
         raise InvalidIdsError(
-            f"{where} is None (NoneType): an upstream value was missing. "
+            f"{where} = None (NoneType): an upstream value was missing. "
             "Drop the Nones, or fix the task that produced them"
         )
     raise InvalidIdsError(f"{where} = {preview(repr(value))} {refusal(value)}")

@@ -285,7 +285,7 @@ def test_bytes_are_refused_with_the_fix():
 
 
 def test_none_in_the_list_says_a_value_was_missing():
-    with pytest.raises(InvalidIdsError, match=r"ids\[2\] is None \(NoneType\): an upstream value"):
+    with pytest.raises(InvalidIdsError, match=r"ids\[2\] = None \(NoneType\): an upstream value"):
         normalize_ids(["a", "b", None])
 
 
