@@ -110,7 +110,10 @@ def test_waits_then_returns_the_delete_summary_plus_the_wait(server):
     assert set(summary) == SUMMARY_KEYS | WAIT_KEYS
     assert summary["ids_deleted"] == 2 and summary["index_synced"] is True
     assert summary["index_looks"] >= 2 and summary["index_wait_seconds"] >= 0.3
-    assert paths(server)[0] == DELETE_PATH and paths(server).count(FETCH_IN_INDEX_PATH) >= 2
+    # one look before the delete (the ids are seen in the index), the delete, then looks until gone
+    assert paths(server)[:2] == [FETCH_IN_INDEX_PATH, DELETE_PATH]
+    assert paths(server).count(FETCH_IN_INDEX_PATH) >= 3
+    assert summary["index_proof"] == "seen_then_gone"
     assert ti.xcom[DELETE_SUMMARY_KEY] == {k: summary[k] for k in SUMMARY_KEYS}
 
 
@@ -120,9 +123,20 @@ def test_a_blank_index_name_fails_before_anything_is_deleted(server):
     assert server.requests == []
 
 
-def test_wrong_index_name_fails_after_the_delete_and_says_the_delete_was_done(server):
-    with pytest.raises(AirflowException, match=r"waiting for index 'nope' failed: .*NotFound") as info:
+def test_wrong_index_name_fails_before_the_delete_and_says_nothing_was_deleted(server):
+    # The look made before the delete finds the mistake: a wait that cannot happen must not
+    # follow a delete.
+    with pytest.raises(AirflowFailException, match=r"cannot read index 'nope'.*NotFound") as info:
         op(wait_for_index="nope").execute({"ti": FakeTI()})
+    assert "Nothing was deleted" in str(info.value)
+    assert DELETE_PATH not in paths(server)
+    assert "r1" in server.records("test_coll")
+
+
+def test_wait_failing_after_the_delete_says_the_delete_was_done(server):
+    server.fail_next(FETCH_IN_INDEX_PATH, status=404, code="NotFound.VikingdbIndex", after=1)
+    with pytest.raises(AirflowException, match=r"waiting for index 'test_coll_index' failed: .*NotFound") as info:
+        op().execute({"ti": FakeTI()})
     assert "The delete itself succeeded (2 ids deleted from collection 'test_coll')" in str(info.value)
     assert "r1" not in server.records("test_coll")
 
@@ -138,7 +152,8 @@ def test_timeout_fails_with_the_count_still_indexed(server):
 def test_large_delete_checks_a_sample(server):
     ids = [f"r{n}" for n in range(30)]
     summary = op(ids=ids, max_checked_ids=7).execute({"ti": FakeTI()})
-    (look,) = [r for r in server.requests if r.path == FETCH_IN_INDEX_PATH]
+    before, look = [r for r in server.requests if r.path == FETCH_IN_INDEX_PATH]
+    assert before.body["ids"] == look.body["ids"]  # the same sample before and after the delete
     assert len(set(look.body["ids"])) == 7 and set(look.body["ids"]) <= set(ids)
     assert (summary["index_checked_ids"], summary["index_sampled"], summary["ids_deleted"]) == (7, True, 30)
 
@@ -148,6 +163,7 @@ def test_del_all_waits_for_an_empty_index(server):
     summary = op(ids=None, del_all=True).execute({"ti": FakeTI()})
     assert summary["del_all"] is True and summary["index_synced"] is True
     assert paths(server).count(SEARCH_RANDOM_PATH) >= 2
+    assert summary["records_before"] == 30 and summary["index_proof"] == "seen_then_gone"
 
 
 def test_del_all_default_timeout_is_longer(server, monkeypatch):
@@ -178,12 +194,13 @@ def test_deferrable_deletes_then_defers_and_resumes_with_the_summary(server):
     task = op(deferrable=True, index_timeout=90)
     with pytest.raises(TaskDeferred) as deferred:
         task.execute({"ti": ti})
-    assert paths(server) == [DELETE_PATH]  # deleted; no look in the worker
+    assert paths(server) == [FETCH_IN_INDEX_PATH, DELETE_PATH]  # looked once, deleted; no wait in the worker
     trigger = deferred.value.trigger
     assert isinstance(trigger, VikingDBIndexSyncTrigger)
     _, kwargs = trigger.serialize()
     assert kwargs["ids"] == ["r1", "r2"] and kwargs["index_name"] == "test_coll_index"
     assert kwargs["target"] == {"collection_name": "test_coll"}
+    assert sorted(kwargs["seen"]) == ["r1", "r2"] and kwargs["settle"] == 30
     assert SECRET not in json.dumps(kwargs)
     assert ti.xcom[DELETE_SUMMARY_KEY]["ids_deleted"] == 2
 

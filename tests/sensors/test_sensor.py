@@ -35,6 +35,9 @@ def server(vikingdb_server_factory, monkeypatch):
 
 def sensor(**kwargs) -> VikingDBIndexSyncSensor:
     defaults = {"task_id": "wait", "collection_name": "test_coll", "index_name": "test_coll_index"}
+    # No index lag in most of these tests: absent on the first look is proof only once the
+    # settle time has passed, so let it be 0 unless a test is about the rule itself.
+    defaults["settle"] = 0
     if "del_all" not in kwargs:
         defaults["ids"] = IDS
     return VikingDBIndexSyncSensor(**{**defaults, "poke_interval": 0.1, **kwargs})

@@ -31,6 +31,7 @@ def make(ids=("r1", "r2"), *, timeout=10.0, poke_interval=0.1, **kwargs) -> Viki
         "ids": None if ids is None else list(ids),
         "deadline": time.time() + timeout,
         "poke_interval": poke_interval,
+        "deleted_at": 0.0,  # the delete is long past: absence alone is proof (the settle rule)
     }
     return VikingDBIndexSyncTrigger(**{**defaults, **kwargs})
 
@@ -67,6 +68,10 @@ def test_serialize_round_trips_and_holds_no_secret(server):
         "index_name",
         "ids",
         "deadline",
+        "deleted_at",
+        "settle",
+        "seen",
+        "seen_records",
         "poke_interval",
         "started_at",
         "total_ids",
