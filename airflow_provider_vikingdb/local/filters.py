@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
-from airflow_provider_vikingdb.local.errors import invalid
+from airflow_provider_vikingdb.local.errors import ApiError, invalid
 from airflow_provider_vikingdb.local.fields import (
     DISCRETE_TYPES,
     LIST_TYPES,
@@ -131,7 +131,18 @@ class Filter:
 # --- parsing ---
 
 
-def compile_filter(raw: Any, fields: Mapping[str, str], index_name: str, where: str = "filter") -> Filter:
+def needs_scalar_index(collection: str, index_name: str, name: str, where: str) -> ApiError:
+    """The 400 for a field that is not a declared scalar field (the service: "needs a scalar index")."""
+    return invalid(
+        f"{where}: field '{name}' needs a scalar index; index '{index_name}' of collection "
+        f"'{collection}' has none for it (declare it: --field {collection}:{name}:TYPE, "
+        "or fields={...} in Python)."
+    )
+
+
+def compile_filter(
+    raw: Any, fields: Mapping[str, str], collection: str, index_name: str, where: str = "filter"
+) -> Filter:
     """Check a filter against the declared ``fields``; ApiError 400 naming ``where`` if it is bad."""
     if not isinstance(raw, Mapping):
         raise invalid(f'{where} must be a JSON object like {{"op": "must", "field": ..., "conds": [...]}}.')
@@ -142,7 +153,8 @@ def compile_filter(raw: Any, fields: Mapping[str, str], index_name: str, where: 
         if not isinstance(conds, list) or not conds:
             raise invalid(f"{where}.conds must be a non-empty list of filters for op '{op}'.")
         children = [
-            compile_filter(child, fields, index_name, f"{where}.conds[{n}]") for n, child in enumerate(conds)
+            compile_filter(child, fields, collection, index_name, f"{where}.conds[{n}]")
+            for n, child in enumerate(conds)
         ]
         test = (
             (lambda record: all(child.matches(record) for child in children))
@@ -157,10 +169,7 @@ def compile_filter(raw: Any, fields: Mapping[str, str], index_name: str, where: 
         raise invalid(f"{where}.field must be a field name (a non-empty string) for op '{op}'.")
     field_type = fields.get(name)
     if field_type is None:
-        raise invalid(
-            f"{where}: field '{name}' needs a scalar index to be filtered on; index '{index_name}' has "
-            f"none for it (declare it: --field COLLECTION:{name}:TYPE, or fields={{...}} in Python)."
-        )
+        raise needs_scalar_index(collection, index_name, name, where)
     if op in ("must", "must_not"):
         return _compile_must(raw, op, name, field_type, where)
     return _compile_range(raw, op, name, field_type, where)

@@ -35,7 +35,7 @@ from airflow_provider_vikingdb.local.api import (
 )
 from airflow_provider_vikingdb.local.errors import invalid, missing
 from airflow_provider_vikingdb.local.fields import GROUP_TYPES, NUMERIC_TYPES, is_number
-from airflow_provider_vikingdb.local.filters import Filter, Source, compile_filter
+from airflow_provider_vikingdb.local.filters import Filter, Source, compile_filter, needs_scalar_index
 from airflow_provider_vikingdb.local.index import IndexView, SortedPairs
 from airflow_provider_vikingdb.local.store import Collection, Store
 
@@ -58,15 +58,7 @@ def _filter_of(collection: Collection, index_name: str, body: Body) -> Filter | 
     raw = body.get("filter")
     if raw is None:
         return None
-    return compile_filter(raw, collection.fields, index_name)
-
-
-def _undeclared(collection: Collection, index_name: str, name: str, what: str) -> Exception:
-    return invalid(
-        f"{what}: field '{name}' needs a scalar index; index '{index_name}' of collection "
-        f"'{collection.name}' has none for it (declare it: --field {collection.name}:{name}:TYPE, "
-        "or fields={...} in Python)."
-    )
+    return compile_filter(raw, collection.fields, collection.name, index_name)
 
 
 # --- choosing the matching records ---
@@ -139,7 +131,7 @@ def search_scalar(store: Store, body: Body) -> dict:
         index_name = index_of(collection, body)
         field_type = collection.fields.get(name)
         if field_type is None:
-            raise _undeclared(collection, index_name, name, "field")
+            raise needs_scalar_index(collection.name, index_name, name, "field")
         if field_type not in NUMERIC_TYPES:
             raise invalid(f"field: search/scalar orders by int64 or float32; '{name}' is {field_type}.")
         flt = _filter_of(collection, index_name, body)
@@ -214,7 +206,7 @@ def agg(store: Store, body: Body) -> dict:
         if name is not None:
             field_type = collection.fields.get(name)
             if field_type is None:
-                raise _undeclared(collection, index_name, name, "field")
+                raise needs_scalar_index(collection.name, index_name, name, "field")
             if field_type not in GROUP_TYPES:
                 raise invalid(f"field: agg groups by string, int64 or bool fields; '{name}' is {field_type}.")
         flt = _filter_of(collection, index_name, body)
