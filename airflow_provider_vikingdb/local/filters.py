@@ -55,6 +55,8 @@ class Source:
     field: str | None = None
     intervals: list[tuple[int, int]] | None = None
     keys: set[Any] | None = None
+    #: not exact: what a candidate must still pass (None: the whole filter)
+    residual: Callable[[Mapping[str, Any]], bool] | None = None
 
     def iter_keys(self, view: IndexView) -> Iterable[Any]:
         if self.keys is not None:
@@ -104,17 +106,25 @@ class Filter:
             return Source(exact=True, size=size, field=self.field, intervals=intervals)
         if self.op == "must":
             by_value = view.values[self.field]  # type: ignore[index]
-            keys: set[Any] = set()
-            for value in self.conds:
-                keys.update(by_value.get(value, ()))
+            if len(self.conds) == 1:  # the index's own set: only read while the lock is held
+                keys = by_value.get(self.conds[0], set())
+            else:
+                keys = set()
+                for value in self.conds:
+                    keys.update(by_value.get(value, ()))
             return Source(exact=True, size=len(keys), keys=keys)
         if self.op == "and":
-            sources = [s for s in (cond.source(view) for cond in self.conds) if s is not None]
-            if not sources:
+            found = [(s, n) for n, s in enumerate(cond.source(view) for cond in self.conds) if s is not None]
+            if not found:
                 return None
-            best = min(sources, key=lambda s: s.size)
-            exact = best.exact and len(self.conds) == 1
-            return Source(exact, best.size, best.field, best.intervals, best.keys)
+            best, position = min(found, key=lambda pair: pair[0].size)
+            if not best.exact:
+                return Source(False, best.size, best.field, best.intervals, best.keys, self.matches)
+            rest = [cond.matches for n, cond in enumerate(self.conds) if n != position]
+            if not rest:
+                return best
+            residual = rest[0] if len(rest) == 1 else (lambda record: all(test(record) for test in rest))
+            return Source(False, best.size, best.field, best.intervals, best.keys, residual)
         if self.op == "or":
             union: set[Any] = set()
             exact = True

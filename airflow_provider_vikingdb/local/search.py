@@ -44,6 +44,8 @@ DEFAULT_LIMIT = 10
 MAX_OFFSET = 2**31
 #: Below this share of the sorted field, matches are sorted directly instead of walking the field.
 SORT_SHARE = 8
+#: agg group-by with a filter: up to this many groups, count by set intersections.
+MAX_SET_GROUPS = 1000
 
 
 def _page_params(body: Body) -> tuple[int, int, list[str] | None]:
@@ -73,15 +75,22 @@ def _ordered_keys(source: Source, view: IndexView) -> Iterable[Any]:
     return [key for key in view.records if key in source.keys]
 
 
-def _select(view: IndexView, flt: Filter | None) -> tuple[Iterable[Any], int, Source | None]:
-    """The keys matching ``flt`` (deterministic order), how many, and the source if it is exact."""
+def _select(
+    view: IndexView, flt: Filter | None, ordered: bool = True
+) -> tuple[Iterable[Any], int, Source | None]:
+    """The keys matching ``flt``, how many, and the source if it is exact.
+
+    ``ordered``: in a deterministic order (for paging); otherwise in any order (for counting).
+    """
     if flt is None:
         return view.records.keys(), len(view), None
     source = flt.source(view)
+    arrange = _ordered_keys if ordered else Source.iter_keys
     if source is not None and source.exact:
-        return _ordered_keys(source, view), source.size, source
-    candidates = view.records.keys() if source is None else _ordered_keys(source, view)
-    records, test = view.records, flt.matches
+        return arrange(source, view), source.size, source
+    candidates = view.records.keys() if source is None else arrange(source, view)
+    test = flt.matches if source is None or source.residual is None else source.residual
+    records = view.records
     keys = [key for key in candidates if test(records[key])]
     return keys, len(keys), None
 
@@ -212,14 +221,20 @@ def agg(store: Store, body: Body) -> dict:
         flt = _filter_of(collection, index_name, body)
         view = store.index_view(collection)
         if name is None:
-            _, matched, _ = _select(view, flt)
+            _, matched, _ = _select(view, flt, ordered=False)
             return {"op": "count", "field": "__NONE__", "agg": {"__TOTAL__": matched}}
+        groups = view.values[name]
         if flt is None:
-            counts = {value: len(keys) for value, keys in view.values[name].items()}
+            counts = {value: len(keys) for value, keys in groups.items()}
         else:
-            keys, _, _ = _select(view, flt)
-            records = view.records
-            counts = Counter(records[key][name] for key in keys if name in records[key])
+            keys, matched, _ = _select(view, flt, ordered=False)
+            if len(groups) <= MAX_SET_GROUPS:  # a set intersection per group
+                chosen = keys if isinstance(keys, (set, frozenset)) else set(keys)
+                counts = {value: len(members & chosen) for value, members in groups.items()}
+                counts = {value: count for value, count in counts.items() if count}
+            else:
+                records = view.records
+                counts = Counter(records[key][name] for key in keys if name in records[key])
     groups = {
         _group_key(value): count for value, count in sorted(counts.items()) if above is None or count > above
     }

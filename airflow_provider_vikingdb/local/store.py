@@ -126,7 +126,8 @@ class Collection:
     """One collection: its records now, their TTLs, the change log, and what its indexes hold.
 
     Every index of a collection holds the same thing (``index``), with every declared
-    scalar field (``fields``) indexed.
+    scalar field (``fields``) indexed. A record's fields dict is never changed in place
+    (a write replaces it whole), so the collection, the change log and the index share it.
     """
 
     def __init__(
@@ -206,7 +207,7 @@ class Collection:
     def put(self, key: Any, fields: dict, now: float, ttl: int | None = None, keep_ttl: bool = False) -> None:
         """Write a record. ``ttl`` seconds from now (None or 0: none); ``keep_ttl``: leave it as is."""
         self.records[key] = fields
-        seq = self._log(now, "put", key, dict(fields))
+        seq = self._log(now, "put", key, fields)
         if keep_ttl:
             return
         if ttl:
@@ -257,7 +258,7 @@ class Collection:
         for key, fields in rows:
             self.records[key] = fields
             self._expiry.pop(key, None)
-        self.index.put_many([(key, dict(fields)) for key, fields in rows], self._seq)
+        self.index.put_many(rows, self._seq)
 
     # -- the index --
 

@@ -134,7 +134,18 @@ def body(**extra) -> dict:
     return {"collection_name": "c", "index_name": "c_index", **extra}
 
 
-def test_search_and_agg_match_the_model(store) -> None:
+@pytest.fixture(
+    params=[{}, {"SORT_SHARE": 0, "MAX_SET_GROUPS": 0}, {"SORT_SHARE": 10**9}],
+    ids=["default-paths", "sort-always-count-by-record", "walk-always"],
+)
+def paths(request, monkeypatch):
+    """Each way the endpoints can take (sort the matches or walk the sorted field; count groups
+    by set intersection or record by record) must give the same answers."""
+    for name, value in request.param.items():
+        monkeypatch.setattr(search, name, value)
+
+
+def test_search_and_agg_match_the_model(store, paths) -> None:
     rng = random.Random(20240601)
     keys = keys_for(store, 200)
     checked = 0
