@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from airflow_provider_vikingdb.local.fields import FIELD_TYPES
 from airflow_provider_vikingdb.local.server import DEFAULT_COLLECTIONS, DEFAULT_REGION, LocalVikingDB
 from airflow_provider_vikingdb.local.store import parse_collection_spec
 
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vikingdb-local",
         description="A local stand-in for VikingDB's V2 data plane (delete, upsert, update, fetch, "
-        "search/random, Ping) that checks volcengine HMAC-SHA256 signatures.",
+        "search/scalar, search/random, agg, Ping) that checks volcengine HMAC-SHA256 signatures.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument(
@@ -64,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="an extra index; every collection already has {collection}_index; repeatable",
     )
     parser.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="COLLECTION:FIELD:TYPE",
+        help="a scalar field that filters, search/scalar and agg may use; TYPE one of "
+        f"{', '.join(FIELD_TYPES)} (quote the list types); repeatable",
+    )
+    parser.add_argument(
         "--load",
         metavar="FILE",
         help='JSON lines of records to start with: {"collection": "...", "fields": {...}} per line, '
@@ -74,7 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="seconds before writes reach fetch_in_index and search (default: %(default)s)",
+        help="seconds before writes, deletes and TTL expiries reach fetch_in_index, search and agg "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--del-all-index-lag",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds before a del_all reaches the indexes; writes after it wait for it "
+        "(default: the same as --index-lag)",
     )
     parser.add_argument(
         "--quota",
@@ -143,11 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = LocalVikingDB(
             collections,
             indexes=args.index,
+            fields=args.field,
             ak=args.ak,
             sk=args.sk,
             region=args.region,
             api_key=args.api_key,
             index_lag=args.index_lag,
+            del_all_index_lag=args.del_all_index_lag,
             quota=args.quota,
             latency_ms=args.latency_ms,
             fail_rate=args.fail_rate,

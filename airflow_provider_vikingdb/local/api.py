@@ -1,4 +1,6 @@
-"""The data-plane endpoints: a parsed JSON body in, the envelope's ``result`` out.
+"""The write and fetch endpoints, and the parameter checks every endpoint shares.
+
+An endpoint takes a parsed JSON body and returns the envelope's ``result``.
 
 Each endpoint validates the whole request before it touches anything (an invalid
 request fails as a whole) and raises ApiError for every non-200 answer. Validation
@@ -7,7 +9,6 @@ and effect run under ``Store.lock``, so concurrent requests never see half a wri
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_vikingdb.local import errors
@@ -16,8 +17,8 @@ from airflow_provider_vikingdb.local.store import DEL_ALL_ROWS, Collection, Stor
 
 MAX_IDS = 100
 MAX_ROWS = 100
-MAX_LIMIT = 5000
-DEFAULT_LIMIT = 10
+#: ttl is an int32 number of seconds; 0 (the service's default) means "never expires".
+MAX_TTL = 2**31 - 1
 
 Body = dict[str, Any]
 
@@ -38,7 +39,7 @@ def _collection_selector(body: Body) -> tuple[str | None, str | None]:
     return (value, None) if given[0] == "collection_name" else (None, value)
 
 
-def _find_collection(store: Store, body: Body) -> Collection:
+def find_collection(store: Store, body: Body) -> Collection:
     name, resource_id = _collection_selector(body)
     return store.find(collection_name=name, resource_id=resource_id)
 
@@ -64,10 +65,20 @@ def _rows(body: Body) -> list[Any]:
         raise invalid("data must be a list of rows.")
     if not 1 <= len(data) <= MAX_ROWS:
         raise invalid(f"data must hold 1 to {MAX_ROWS} rows, got {len(data)}.")
-    ttl = body.get("ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
-        raise invalid("ttl must be a non-negative integer (seconds).")
     return data
+
+
+def _ttl(body: Body) -> int | None:
+    """``ttl`` in seconds: None when absent; 0 means no expiry (the service's default)."""
+    ttl = body.get("ttl")
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL:
+        raise invalid(
+            f"ttl must be an integer number of seconds from 1 to {MAX_TTL} (int32), or 0 for no "
+            f"expiry; got {ttl!r}."
+        )
+    return ttl
 
 
 def _optional_bool(body: Body, name: str) -> bool:
@@ -79,7 +90,14 @@ def _optional_bool(body: Body, name: str) -> bool:
     return value
 
 
-def _index_of(collection: Collection, body: Body) -> str:
+def partition_param(body: Body) -> None:
+    """``partition``: accepted (a string or an int64) and ignored: every index here has one partition."""
+    value = body.get("partition")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+        raise invalid(f"partition must be a string or an integer, not {value!r}.")
+
+
+def index_of(collection: Collection, body: Body) -> str:
     index_name = body.get("index_name")
     if index_name is None:
         raise missing("index_name is required.")
@@ -94,7 +112,7 @@ def _index_of(collection: Collection, body: Body) -> str:
     return index_name
 
 
-def _output_fields(body: Body) -> list[str] | None:
+def output_fields_param(body: Body) -> list[str] | None:
     fields = body.get("output_fields")
     if fields is None:
         return None
@@ -103,13 +121,13 @@ def _output_fields(body: Body) -> list[str] | None:
     return fields
 
 
-def _shown(fields: dict, output_fields: list[str] | None) -> dict:
+def shown(fields: dict, output_fields: list[str] | None) -> dict:
     if output_fields is None:
         return dict(fields)
     return {name: fields[name] for name in output_fields if name in fields}
 
 
-def _int_param(body: Body, name: str, default: int, low: int, high: int) -> int:
+def int_param(body: Body, name: str, default: int, low: int, high: int) -> int:
     value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise invalid(f"{name} must be an integer from {low} to {high}.")
@@ -128,8 +146,8 @@ def delete(store: Store, body: Body) -> None:
         raise missing("ids (or del_all: true) is required.")
     _optional_bool(body, "async")
     with store.lock:
-        collection = _find_collection(store, body)
-        now = store.now()
+        collection = find_collection(store, body)
+        now = store.current(collection)
         if del_all:
             store.take_rows(collection, DEL_ALL_ROWS)
             collection.delete_all(now)
@@ -137,28 +155,31 @@ def delete(store: Store, body: Body) -> None:
             keys = collection.check_ids(ids or [])
             store.take_rows(collection, len(keys))
             collection.delete(keys, now)
-        collection.catch_up(store.index_cutoff())
+        store.current(collection)
     return None
 
 
 def upsert(store: Store, body: Body) -> dict:
     rows = _rows(body)
+    ttl = _ttl(body)
     _optional_bool(body, "async")
     with store.lock:
-        collection = _find_collection(store, body)
+        collection = find_collection(store, body)
         split = [collection.split_row(row, position) for position, row in enumerate(rows)]
         store.take_rows(collection, len(split))
-        now = store.now()
+        now = store.current(collection)
         for key, fields in split:
-            collection.put(key, fields, now)
-        collection.catch_up(store.index_cutoff())
+            collection.put(key, fields, now, ttl=ttl)  # no ttl: a TTL set earlier is cleared
+        store.current(collection)
     return {"token_usage": {}}
 
 
 def update(store: Store, body: Body) -> dict:
     rows = _rows(body)
+    ttl = _ttl(body)
     with store.lock:
-        collection = _find_collection(store, body)
+        collection = find_collection(store, body)
+        now = store.current(collection)  # a record whose TTL ran out is gone: updating it fails
         split = [collection.split_row(row, position) for position, row in enumerate(rows)]
         unknown = [key for key, _ in split if key not in collection.records]
         if unknown:
@@ -167,70 +188,36 @@ def update(store: Store, body: Body) -> dict:
                 "use upsert to create records."
             )
         store.take_rows(collection, len(split))
-        now = store.now()
         for key, fields in split:
             merged = dict(collection.records[key])
             merged.update(fields)
-            collection.put(key, merged, now)
-        collection.catch_up(store.index_cutoff())
+            # Like missing fields, a missing ttl is kept; a ttl given restarts from now.
+            collection.put(key, merged, now, ttl=ttl, keep_ttl=ttl is None)
+        store.current(collection)
     return {"token_usage": {}}
 
 
 def _fetch(records: dict, keys: list[Any], output_fields: list[str] | None) -> dict:
-    found = [{"id": key, "fields": _shown(records[key], output_fields)} for key in keys if key in records]
+    found = [{"id": key, "fields": shown(records[key], output_fields)} for key in keys if key in records]
     return {"fetch": found, "ids_not_exist": [key for key in keys if key not in records]}
 
 
 def fetch_in_collection(store: Store, body: Body) -> dict:
     ids = _id_list(body)
-    output_fields = _output_fields(body)
+    output_fields = output_fields_param(body)
     with store.lock:
-        collection = _find_collection(store, body)
+        collection = find_collection(store, body)
+        store.current(collection)
         keys = collection.check_ids(ids or [])
         return _fetch(collection.records, keys, output_fields)
 
 
 def fetch_in_index(store: Store, body: Body) -> dict:
     ids = _id_list(body)
-    output_fields = _output_fields(body)
+    output_fields = output_fields_param(body)
+    partition_param(body)
     with store.lock:
-        collection = _find_collection(store, body)
-        _index_of(collection, body)
+        collection = find_collection(store, body)
+        index_of(collection, body)
         keys = collection.check_ids(ids or [])
-        return _fetch(collection.index_view(store.index_cutoff()), keys, output_fields)
-
-
-def search_random(store: Store, body: Body) -> dict:
-    limit = _int_param(body, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_param(body, "offset", 0, 0, 2**31)
-    output_fields = _output_fields(body)
-    if body.get("filter") is not None:
-        # Evaluating filters is out of scope; ignoring one would silently return wrong data.
-        raise invalid("filter is not supported by the local VikingDB server.")
-    with store.lock:
-        collection = _find_collection(store, body)
-        _index_of(collection, body)
-        view = collection.index_view(store.index_cutoff())
-        chosen = list(view.items())[offset : offset + limit]
-        data = [{"id": key, "fields": _shown(fields, output_fields), "score": 1.0} for key, fields in chosen]
-    return {"data": data, "total_return_count": len(data)}
-
-
-#: path -> endpoint; every one is POST + JSON.
-DATA_ENDPOINTS: dict[str, Callable[[Store, Body], Any]] = {
-    "/api/vikingdb/data/delete": delete,
-    "/api/vikingdb/data/upsert": upsert,
-    "/api/vikingdb/data/update": update,
-    "/api/vikingdb/data/fetch_in_collection": fetch_in_collection,
-    "/api/vikingdb/data/fetch_in_index": fetch_in_index,
-    "/api/vikingdb/data/search/random": search_random,
-}
-PING_PATH = "/api/vikingdb/Ping"
-
-
-def ids_count(path: str, body: Any) -> int | None:
-    """How many ids (or rows) a request carries, for the request log."""
-    if not isinstance(body, dict):
-        return None
-    items = body.get("data") if path.endswith(("/upsert", "/update")) else body.get("ids")
-    return len(items) if isinstance(items, list) else None
+        return _fetch(store.index_view(collection).records, keys, output_fields)

@@ -1,43 +1,36 @@
-"""The local VikingDB server: HTTP, faults, the request log, and ``LocalVikingDB``.
+"""The local VikingDB server: ``LocalVikingDB``, its request log, and how it answers a request.
 
 A request goes: read exactly Content-Length bytes -> added latency -> route (404/405)
 -> signature check (its result is logged) -> scripted fault or random 503 (answered
 whatever the signature) -> 401 if the signature failed -> JSON (400) -> endpoint
-(400/404/429 or 200). A faulted request changes nothing.
-
-Speed matters because the provider's throughput tests and benchmarks run against this
-server: HTTP/1.1 keep-alive, TCP_NODELAY on every accepted socket (otherwise Nagle and
-delayed ACKs add ~40 ms per request), a large listen backlog, a thread per connection.
+(400/404/429 or 200). A fault that answers instead of the service changes nothing;
+see ``faults.py`` for which ones let the request through. The HTTP side is ``httpd.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import random
-import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import TCPServer
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from airflow_provider_vikingdb.local import api, errors
+from airflow_provider_vikingdb.local import errors, routes
 from airflow_provider_vikingdb.local.auth import RequestVerifier
 from airflow_provider_vikingdb.local.errors import SUCCESS_MESSAGE, ApiError
+from airflow_provider_vikingdb.local.faults import Fault, FaultScript, ScriptedFaults, echo_page
+from airflow_provider_vikingdb.local.fields import check_fields, parse_field_spec
+from airflow_provider_vikingdb.local.httpd import Answer, HTTPServer, envelope
 from airflow_provider_vikingdb.local.store import Store, parse_collection_spec, parse_index_spec
 
 logger = logging.getLogger("airflow_provider_vikingdb.local")
 
 DEFAULT_COLLECTIONS = ("test_coll", "test_coll_int:id:int64")
 DEFAULT_REGION = "cn-beijing"
-API_PREFIX = "/api/vikingdb/"
 #: The official SDK reads the request id from this response header.
 REQUEST_ID_HEADER = "X-Tt-Logid"
 
@@ -52,55 +45,38 @@ class LoggedRequest:
     query: str
     headers: dict[str, str]
     body: Any  # the parsed JSON, or None if the body was not JSON
-    status: int | None  # None: the connection was dropped without an answer
+    status: int | None  # None: no status line got out (dropped, or cut in the status line)
     code: str | None
     auth_ok: bool | None  # None: nothing to check (an unsigned Ping, an unknown path or method)
     request_id: str
     ids_count: int | None  # ids (delete, fetch) or rows (upsert, update) in the body
     time: float  # time.time() when the request arrived
     client: tuple[str, int]  # the client's address: the same port means the same connection
+    fault: str | None = None  # the fault that hit it: "fail", "drop", "stall", "cut", "trickle"
 
 
 @dataclass
-class _Fault:
-    kind: str  # "fail", "drop" or "stall"
-    remaining: int
-    after: int = 0  # requests to let through before this fault starts
-    status: int = 503
-    code: str = errors.INTERNAL_ERROR
-    message: str = "Injected fault."
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | None = None  # raw body instead of the JSON envelope (a proxy's HTML page, ...)
-    seconds: float = 0.0
-
-
-@dataclass
-class _Answer:
-    status: int
+class _Request:
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]  # as received (names in their case, in order)
+    lower: dict[str, str]  # lower-cased names, for the checks
     body: bytes
-    code: str
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
+    parsed: Any
+    parse_error: str | None
+    request_id: str
 
 
-def full_path(path: str) -> str:
-    """``data/delete`` -> ``/api/vikingdb/data/delete``; full paths are kept."""
-    return path if path.startswith("/") else API_PREFIX + path.lstrip("/")
-
-
-def envelope(code: str, message: str, request_id: str, result: Any = None) -> bytes:
-    return json.dumps(
-        {"code": code, "message": message, "request_id": request_id, "result": result},
-        separators=(",", ":"),
-    ).encode("utf-8")
-
-
-class LocalVikingDB:
+class LocalVikingDB(ScriptedFaults):
     """A VikingDB V2 data plane on loopback, for tests and demos.
 
     ``collections``: specs ``NAME[:KEY_FIELD[:TYPE]]`` (key field ``id``, type ``string``
     or ``int64``). Every collection has an index ``{name}_index``; ``indexes`` adds
-    more as ``COLLECTION:INDEX_NAME``. ``port=0`` picks a free port (see ``.port``).
+    more as ``COLLECTION:INDEX_NAME``. ``fields``: scalar fields per collection, as
+    ``{"coll": {"created_at": "int64"}}`` or specs ``"coll:created_at:int64"``.
+    ``port=0`` picks a free port (see ``.port``). ``clock``: the monotonic clock of
+    index lags, TTLs and the quota (tests pass a fake one to step time).
     """
 
     def __init__(
@@ -108,11 +84,13 @@ class LocalVikingDB:
         collections: Iterable[str] = DEFAULT_COLLECTIONS,
         *,
         indexes: Iterable[str] = (),
+        fields: Mapping[str, Mapping[str, str]] | Iterable[str] | None = None,
         ak: str = "AK",
         sk: str = "SK",
         region: str = DEFAULT_REGION,
         api_key: str | None = None,
         index_lag: float = 0.0,
+        del_all_index_lag: float | None = None,
         quota: float | None = None,
         latency_ms: float = 0,
         fail_rate: float = 0.0,
@@ -120,30 +98,30 @@ class LocalVikingDB:
         host: str = "127.0.0.1",
         port: int = 0,
         max_logged_requests: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(collections, str):
             collections = (collections,)
-        if not 0.0 <= fail_rate <= 1.0:
-            raise ValueError("fail_rate must be between 0 and 1")
-        self.store = Store(index_lag=index_lag, quota=quota)
+        self.faults = FaultScript(fail_rate, seed)
+        self.store = Store(index_lag=index_lag, del_all_index_lag=del_all_index_lag, quota=quota, clock=clock)
+        declared = _fields_by_collection(fields)
         for spec in collections:
             name, key_field, key_type = parse_collection_spec(spec)
-            self.store.add_collection(name, key_field, key_type)
+            self.store.add_collection(name, key_field, key_type, fields=declared.pop(name, None))
+        if declared:
+            raise ValueError(f"fields given for unknown collection(s): {', '.join(sorted(declared))}")
         for spec in indexes:
             self.store.add_index(*parse_index_spec(spec))
         self.ak, self.sk, self.region, self.api_key = ak, sk, region, api_key
         self.verifier = RequestVerifier({ak: sk}, region, api_key=api_key)
         self.latency_ms = latency_ms
-        self.fail_rate = fail_rate
-        self._random = random.Random(seed)
         self._host = host
         self._port = port
-        self._lock = threading.Lock()  # the request log, faults, the random generator
+        self._lock = threading.Lock()  # the request log and the request counter
         self._log: deque[LoggedRequest] = deque(maxlen=max_logged_requests)
-        self._faults: dict[str, deque[_Fault]] = {}
         self._sequence = 0
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ---
@@ -153,7 +131,7 @@ class LocalVikingDB:
         if self._httpd is not None:
             raise RuntimeError("the server is already running")
         self._stopping.clear()
-        self._httpd = _HTTPServer((self._host, self._port), self)
+        self._httpd = HTTPServer((self._host, self._port), self, self._stopping)
         self._port = self._httpd.server_address[1]
         # Short poll interval: stop() waits for one poll, and tests stop servers often.
         self._thread = threading.Thread(
@@ -170,7 +148,7 @@ class LocalVikingDB:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
-        self._stopping.set()  # wakes stalled requests and latency sleeps
+        self._stopping.set()  # wakes stalled requests, trickles and latency sleeps
         httpd.shutdown()
         httpd.close_connections()
         httpd.server_close()
@@ -246,12 +224,22 @@ class LocalVikingDB:
 
     @property
     def index_lag(self) -> float:
-        """Seconds before a write is seen by fetch_in_index and search."""
+        """Seconds before a write, delete or expiry is seen by fetch_in_index, search and agg."""
         return self.store.index_lag
 
     @index_lag.setter
     def index_lag(self, seconds: float) -> None:
         self.store.index_lag = seconds
+
+    @property
+    def del_all_index_lag(self) -> float:
+        """Seconds before a ``del_all`` reaches the indexes; follows ``index_lag`` unless set
+        (set it to None to follow again)."""
+        return self.store.del_all_index_lag
+
+    @del_all_index_lag.setter
+    def del_all_index_lag(self, seconds: float | None) -> None:
+        self.store.del_all_index_lag = seconds
 
     # --- data, directly (no HTTP) ---
 
@@ -260,32 +248,54 @@ class LocalVikingDB:
             return self.store.get(collection).resource_id
 
     def add_collection(
-        self, name: str, key_field: str = "id", key_type: str = "string", indexes: Iterable[str] = ()
+        self,
+        name: str,
+        key_field: str = "id",
+        key_type: str = "string",
+        indexes: Iterable[str] = (),
+        fields: Mapping[str, str] | None = None,
     ) -> str:
-        """Add a collection (with index ``{name}_index`` and ``indexes``); returns its resource_id."""
-        return self.store.add_collection(name, key_field, key_type, indexes).resource_id
+        """Add a collection (with index ``{name}_index``, ``indexes`` and scalar ``fields``);
+        returns its resource_id."""
+        return self.store.add_collection(name, key_field, key_type, indexes, fields).resource_id
+
+    def fields(self, collection: str) -> dict[str, str]:
+        """The collection's declared scalar fields: name -> type."""
+        with self.store.lock:
+            return dict(self.store.get(collection).fields)
 
     def load(self, collection: str, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Insert or replace records, visible in the collection and every index at once."""
+        """Insert or replace records, in the collection and every index at once (as if written
+        long ago), without a TTL. Rows are checked like an upsert's (ValueError)."""
         with self.store.lock:
             target = self.store.get(collection)
             try:
                 split = [target.split_row(row, position) for position, row in enumerate(rows)]
             except ApiError as exc:
                 raise ValueError(f"load({collection!r}): {exc.message}") from None
-            for key, fields in split:
-                target.load(key, fields)
+            self.store.current(target)
+            target.load(split)
 
     def records(self, collection: str) -> dict[Any, dict]:
         """The collection now: id -> fields (the primary key is the dict key, not a field)."""
         with self.store.lock:
-            return {key: dict(fields) for key, fields in self.store.get(collection).records.items()}
+            target = self.store.get(collection)
+            self.store.current(target)
+            return {key: dict(fields) for key, fields in target.records.items()}
 
     def index_records(self, collection: str) -> dict[Any, dict]:
-        """What the collection's indexes see now (the collection as of ``index_lag`` ago)."""
+        """What the collection's indexes hold now (the collection as of the index lag)."""
         with self.store.lock:
-            view = self.store.get(collection).index_view(self.store.index_cutoff())
-            return {key: dict(fields) for key, fields in view.items()}
+            view = self.store.index_view(self.store.get(collection))
+            return {key: dict(fields) for key, fields in view.records.items()}
+
+    def expires_in(self, collection: str, key: Any) -> float | None:
+        """Seconds until the record's TTL runs out; None if it has no TTL (or does not exist)."""
+        with self.store.lock:
+            target = self.store.get(collection)
+            now = self.store.current(target)
+            expires = target.expires_at(key)
+            return None if expires is None else expires - now
 
     # --- the request log ---
 
@@ -297,82 +307,6 @@ class LocalVikingDB:
     def clear_requests(self) -> None:
         with self._lock:
             self._log.clear()
-
-    # --- scripted faults: the next `times` requests to `path`, after letting `after` through ---
-    # Faults queue up per path: fail_next(...) then drop_next(...) answers once, then drops once.
-
-    def fail_next(
-        self,
-        path: str,
-        times: int = 1,
-        status: int = 503,
-        code: str = errors.INTERNAL_ERROR,
-        message: str = "Injected fault.",
-        headers: Mapping[str, str] | None = None,
-        body: str | bytes | None = None,
-        after: int = 0,
-    ) -> None:
-        """Answer ``status`` with the envelope ``code``/``message`` (or the raw ``body``); apply nothing."""
-        raw = body.encode("utf-8") if isinstance(body, str) else body
-        if not (isinstance(status, int) and 100 <= status <= 599):
-            raise ValueError(f"status must be an HTTP status code, not {status!r}")
-        fault = _Fault(
-            "fail",
-            remaining=times,
-            after=after,
-            status=status,
-            code=code,
-            message=message,
-            headers=dict(headers or {}),
-            body=raw,
-        )
-        self._add_fault(path, fault)
-
-    def drop_next(self, path: str, times: int = 1, after: int = 0) -> None:
-        """Close the connection without answering (after reading the request); apply nothing."""
-        self._add_fault(path, _Fault("drop", remaining=times, after=after))
-
-    def stall_next(self, path: str, times: int = 1, seconds: float = 5.0, after: int = 0) -> None:
-        """Wait ``seconds`` before handling, to trip client timeouts.
-
-        After the wait the request is handled as usual (and applied, like a slow real
-        service); a client that timed out just never sees the answer.
-        """
-        self._add_fault(path, _Fault("stall", remaining=times, after=after, seconds=seconds))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _add_fault(self, path: str, fault: _Fault) -> None:
-        if fault.remaining < 1 or fault.after < 0:
-            raise ValueError("times must be >= 1 and after >= 0")
-        with self._lock:
-            self._faults.setdefault(full_path(path), deque()).append(fault)
-
-    def _take_fault(self, path: str) -> _Fault | None:
-        with self._lock:
-            queue = self._faults.get(path)
-            if queue:
-                fault = queue[0]
-                if fault.after > 0:
-                    fault.after -= 1
-                    return None
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    queue.popleft()
-                return fault
-            # Random faults hit data endpoints only: the SDK's constructor pings and must get through.
-            is_data = path.startswith(API_PREFIX + "data/")
-            if is_data and self.fail_rate > 0 and self._random.random() < self.fail_rate:
-                return _Fault(
-                    "fail",
-                    remaining=1,
-                    status=503,
-                    code=errors.SERVICE_UNAVAILABLE,
-                    message="Injected random fault (fail_rate).",
-                )
-            return None
 
     def _next_request_id(self) -> str:
         with self._lock:
@@ -390,10 +324,9 @@ class LocalVikingDB:
         headers: Mapping[str, str],
         body: bytes,
         client: tuple[str, int],
-    ) -> _Answer:
+    ) -> Answer:
         arrived = time.time()
-        request_id = self._next_request_id()
-        lower = {}
+        lower: dict[str, str] = {}
         for name, value in headers.items():
             lower.setdefault(name.lower(), value)
         try:
@@ -401,226 +334,146 @@ class LocalVikingDB:
             parse_error = None if body else "the body is empty"
         except (ValueError, UnicodeDecodeError) as exc:
             parsed, parse_error = None, str(exc)
+        request = _Request(
+            method, path, query, headers, lower, body, parsed, parse_error, self._next_request_id()
+        )
 
         auth_ok: bool | None = None
+        fault: Fault | None = None
         try:
-            answer, auth_ok = self._answer(method, path, query, lower, body, parsed, parse_error, request_id)
+            answer, auth_ok, fault = self._answer(request)
         except Exception:  # a bug here must still produce an answer, and a trace in the log
             logger.exception("vikingdb-local: error handling %s %s", method, path)
-            answer = _Answer(
+            answer = Answer(
                 500,
-                envelope(errors.INTERNAL_ERROR, "Internal error in the local server.", request_id),
+                envelope(errors.INTERNAL_ERROR, "Internal error in the local server.", request.request_id),
                 errors.INTERNAL_ERROR,
             )
         if not answer.drop:
-            answer.headers.setdefault(REQUEST_ID_HEADER, request_id)
-        count = api.ids_count(path, parsed)
+            answer.headers.setdefault(REQUEST_ID_HEADER, request.request_id)
+        count = routes.ids_count(path, parsed)
+        status_sent = not answer.drop and answer.cut != "status"
         record = LoggedRequest(
             method=method,
             path=path,
             query=query,
             headers=dict(headers),
             body=parsed,
-            status=None if answer.drop else answer.status,
+            status=answer.status if status_sent else None,
             code=answer.code,
             auth_ok=auth_ok,
-            request_id=request_id,
+            request_id=request.request_id,
             ids_count=count,
             time=arrived,
             client=client,
+            fault=None if fault is None else fault.kind,
         )
         with self._lock:
             self._log.append(record)
         # Never the Authorization header: this line may end up in shared CI logs.
         logger.info(
-            "%s %s %s %s ids=%s request_id=%s",
+            "%s %s %s %s ids=%s request_id=%s%s",
             method,
             path,
-            "-" if answer.drop else answer.status,
+            answer.status if status_sent else "-",
             answer.code,
             "-" if count is None else count,
-            request_id,
+            request.request_id,
+            "" if fault is None else f" fault={fault.kind}",
         )
         return answer
 
-    def _answer(
-        self,
-        method: str,
-        path: str,
-        query: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        parsed: Any,
-        parse_error: str | None,
-        request_id: str,
-    ) -> tuple[_Answer, bool | None]:
-        def error(exc: ApiError, extra: Mapping[str, str] | None = None) -> _Answer:
-            return _Answer(
-                exc.status, envelope(exc.code, exc.message, request_id), exc.code, dict(extra or {})
-            )
+    def _answer(self, request: _Request) -> tuple[Answer, bool | None, Fault | None]:
+        request_id = request.request_id
+
+        def error(exc: ApiError, extra: Mapping[str, str] | None = None) -> Answer:
+            body = envelope(exc.code, exc.message, request_id)
+            return Answer(exc.status, body, exc.code, dict(extra or {}))
 
         if self.latency_ms:
             self._stopping.wait(self.latency_ms / 1000.0)
 
-        endpoint = api.DATA_ENDPOINTS.get(path)
-        allowed = "GET" if path == api.PING_PATH else "POST" if endpoint else None
+        method, path = request.method, request.path
+        endpoint = routes.DATA_ENDPOINTS.get(path)
+        allowed = "GET" if path == routes.PING_PATH else "POST" if endpoint else None
         if allowed is None:
-            return error(ApiError(404, errors.API_NOT_FOUND, f"No such API: {method} {path}.")), None
+            return error(ApiError(404, errors.API_NOT_FOUND, f"No such API: {method} {path}.")), None, None
         if method != allowed:
             exc = ApiError(405, errors.METHOD_NOT_ALLOWED, f"{path} accepts {allowed} only, not {method}.")
-            return error(exc, {"Allow": allowed}), None
+            return error(exc, {"Allow": allowed}), None, None
 
         # The SDK pings unsigned before anything else; a signed Ping is still checked.
         auth_error: ApiError | None = None
         auth_ok: bool | None = None
-        if endpoint is not None or "authorization" in headers:
+        if endpoint is not None or "authorization" in request.lower:
             try:
-                self.verifier.verify(method, path, query, headers, body)
+                self.verifier.verify(method, path, request.query, request.lower, request.body)
                 auth_ok = True
             except ApiError as exc:
                 auth_error, auth_ok = exc, False
 
         # A fault answers whatever the signature: it stands for a failure in front of the
         # service. auth_ok is still logged, so tests can check every retry was signed afresh.
-        fault = self._take_fault(path)
-        if fault is not None and fault.kind == "stall":
-            self._stopping.wait(fault.seconds)
-        elif fault is not None and fault.kind == "drop":
-            return _Answer(0, b"", "ConnectionDropped", drop=True), auth_ok
-        elif fault is not None:
-            raw = fault.body if fault.body is not None else envelope(fault.code, fault.message, request_id)
-            headers_out = dict(fault.headers)
-            if fault.body is not None:
-                headers_out.setdefault("Content-Type", "text/html; charset=utf-8")
-            return _Answer(fault.status, raw, fault.code, headers_out), auth_ok
+        fault = self.faults.take(path)
+        if fault is not None:
+            if fault.kind == "stall":
+                self._stopping.wait(fault.seconds)
+            elif fault.kind == "drop":
+                return Answer(0, b"", "ConnectionDropped", drop=True), auth_ok, fault
+            elif fault.kind == "fail" or (fault.kind == "cut" and not fault.applied):
+                return _fault_answer(fault, request), auth_ok, fault
 
         if auth_error is not None:
-            return error(auth_error), auth_ok
-
-        if endpoint is None:  # Ping
-            return _Answer(200, envelope("Success", SUCCESS_MESSAGE, request_id), "Success"), auth_ok
-        if parse_error is not None:
-            return error(errors.invalid(f"The request body is not JSON: {parse_error}.")), auth_ok
-        if not isinstance(parsed, dict):
-            return error(errors.invalid("The request body must be a JSON object.")), auth_ok
-        try:
-            result = endpoint(self.store, parsed)
-        except ApiError as exc:
-            return error(exc), auth_ok
-        return _Answer(200, envelope("Success", SUCCESS_MESSAGE, request_id, result), "Success"), auth_ok
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: one connection for many requests
-    server_version = "vikingdb-local"
-    sys_version = ""
-    disable_nagle_algorithm = True  # also set at accept time; see _HTTPServer.get_request
-    timeout = 300  # reap idle keep-alive connections eventually
-    server: _HTTPServer
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence BaseHTTPRequestHandler's stderr lines; LocalVikingDB.handle logs each request."""
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline().strip():  # trailers, then the empty line
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        size = int(length)
-        if size < 0:
-            raise ValueError("negative Content-Length")
-        return self.rfile.read(size)
-
-    def _handle(self) -> None:
-        try:
-            body = self._read_body()
-        except ValueError:
-            self.close_connection = True
-            self._write(400, envelope(errors.INVALID_PARAMETER, "Bad Content-Length.", ""), {})
-            return
-        target = urlsplit(self.path)
-        answer = self.server.app.handle(
-            self.command,
-            target.path,
-            target.query,
-            self.headers,
-            body,
-            self.client_address[:2],
-        )
-        if answer.drop:
-            self.close_connection = True
-            return
-        self._write(answer.status, answer.body, answer.headers)
-
-    def _write(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
-        try:
-            self.send_response(status)
-            names = {name.lower() for name in headers}
-            if "content-type" not in names:
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
-                if value:
-                    self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-            self.wfile.flush()
-        except OSError:  # the client went away (a timed-out client after a stall, ...)
-            self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+            answer = error(auth_error)
+        elif endpoint is None:  # Ping
+            answer = Answer(200, envelope("Success", SUCCESS_MESSAGE, request_id), "Success")
+        elif request.parse_error is not None:
+            answer = error(errors.invalid(f"The request body is not JSON: {request.parse_error}."))
+        elif not isinstance(request.parsed, dict):
+            answer = error(errors.invalid("The request body must be a JSON object."))
+        else:
+            try:
+                result = endpoint(self.store, request.parsed)
+                answer = Answer(200, envelope("Success", SUCCESS_MESSAGE, request_id, result), "Success")
+            except ApiError as exc:
+                answer = error(exc)
+        if fault is not None and fault.kind == "cut":  # applied: the real answer breaks off
+            answer.cut = fault.where
+        elif fault is not None and fault.kind == "trickle":
+            answer.trickle = fault.interval
+        return answer, auth_ok, fault
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024  # many clients connecting at once must not be refused
+def _fault_answer(fault: Fault, request: _Request) -> Answer:
+    """The answer of a ``fail`` fault, or the (error) answer an unapplied ``cut`` breaks off."""
+    if fault.kind == "cut":
+        body = envelope(errors.INTERNAL_ERROR, "Injected fault (connection cut).", request.request_id)
+        answer = Answer(503, body, errors.INTERNAL_ERROR)
+        answer.cut = fault.where
+        return answer
+    headers = dict(fault.headers)
+    if fault.echo_headers:
+        raw = echo_page(fault.status, request.headers.items())
+    elif fault.body is not None:
+        raw = fault.body
+    else:
+        body = envelope(fault.code, fault.message, request.request_id)
+        return Answer(fault.status, body, fault.code, headers)
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "text/html; charset=utf-8"
+    return Answer(fault.status, raw, fault.code, headers)
 
-    def __init__(self, address: tuple[str, int], app: LocalVikingDB) -> None:
-        self.app = app
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can take
-        # seconds on a machine without network; the name is only used in CGI variables.
-        TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = super().get_request()
-        # Every answer is one small write; without TCP_NODELAY the client's delayed ACK
-        # and Nagle's algorithm hold each request up by ~40 ms.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._connections_lock:
-            self._connections.add(sock)
-        return sock, address
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Wake every handler thread blocked on an idle keep-alive connection."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for sock in connections:
-            with contextlib.suppress(OSError):  # already closed by the client
-                sock.shutdown(socket.SHUT_RDWR)
+def _fields_by_collection(fields: Mapping[str, Mapping[str, str]] | Iterable[str] | None) -> dict[str, dict]:
+    """``{"coll": {"name": "type"}}`` or specs ``"coll:name:type"`` -> {collection: {name: type}}."""
+    if fields is None:
+        return {}
+    if isinstance(fields, str):
+        fields = (fields,)
+    if isinstance(fields, Mapping):
+        return {name: check_fields(declared, f"fields[{name!r}]") for name, declared in fields.items()}
+    grouped: dict[str, dict[str, str]] = {}
+    for spec in fields:
+        collection, name, field_type = parse_field_spec(spec)
+        grouped.setdefault(collection, {})[name] = field_type
+    return grouped

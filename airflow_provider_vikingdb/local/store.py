@@ -3,26 +3,31 @@
 No HTTP here. Callers hold ``Store.lock`` around anything that reads and then writes,
 so one request's validation and its effect are atomic.
 
-The index lag: every write is also appended to the collection's change log with its
-time. The index view is the collection as of ``now - index_lag``: due changes are
-folded into the index copy in write order (lazily, on the next read or write).
+The index lag: every write (and every TTL expiry, at its expiry time) is also appended
+to the collection's change log with its time. A change comes due ``index_lag`` seconds
+after it was written (``del_all_index_lag`` for a ``del_all``), and the index applies due
+changes in write order, never one before an earlier one (lazily, on the next request).
+So the index shows the collection as it was ``index_lag`` ago, except that after a
+``del_all`` it shows the collection from before the ``del_all`` until the ``del_all``
+comes due, and then everything written since that has come due as well.
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_vikingdb.local import errors
 from airflow_provider_vikingdb.local.errors import ApiError, invalid
+from airflow_provider_vikingdb.local.fields import INT64_MAX, INT64_MIN, check_fields, value_problem
+from airflow_provider_vikingdb.local.index import IndexView
 
 KEY_TYPES = ("string", "int64")
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 #: What a ``del_all`` costs against the quota: one row. It is one operation whatever the
 #: collection holds, and a cost that grew with the collection could exceed the bucket
 #: (one second of quota) and then never be admitted.
@@ -117,25 +122,43 @@ class Change:
     fields: dict | None = None
 
 
-@dataclass
 class Collection:
-    name: str
-    key_field: str = "id"
-    key_type: str = "string"
-    indexes: set[str] = field(default_factory=set)
-    records: dict[Any, dict] = field(default_factory=dict)
-    bucket: TokenBucket | None = None
-    # The index copy, the sequence number of the write each of its records comes from,
-    # and the changes not yet folded into it.
-    _index: dict[Any, dict] = field(default_factory=dict, repr=False)
-    _index_seq: dict[Any, int] = field(default_factory=dict, repr=False)
-    _pending: deque = field(default_factory=deque, repr=False)
-    _seq: int = field(default=0, repr=False)
+    """One collection: its records now, their TTLs, the change log, and what its indexes hold.
 
-    def __post_init__(self) -> None:
-        if self.key_type not in KEY_TYPES:
-            raise ValueError(f"key_type must be one of {', '.join(KEY_TYPES)}, not {self.key_type!r}")
-        self.indexes = {default_index_name(self.name), *self.indexes}
+    Every index of a collection holds the same thing (``index``), with every declared
+    scalar field (``fields``) indexed. A record's fields dict is never changed in place
+    (a write replaces it whole), so the collection, the change log and the index share it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        key_field: str = "id",
+        key_type: str = "string",
+        indexes: Iterable[str] = (),
+        fields: Mapping[str, str] | None = None,
+    ) -> None:
+        if key_type not in KEY_TYPES:
+            raise ValueError(f"key_type must be one of {', '.join(KEY_TYPES)}, not {key_type!r}")
+        self.name = name
+        self.key_field = key_field
+        self.key_type = key_type
+        self.fields = check_fields(fields, f"collection {name!r}")
+        if key_field in self.fields:
+            raise ValueError(f"collection {name!r}: {key_field!r} is the primary key, not a scalar field")
+        self.indexes = {default_index_name(name), *indexes}
+        self.records: dict[Any, dict] = {}
+        self.bucket: TokenBucket | None = None
+        #: what the indexes hold: the records as of the index lag
+        self.index = IndexView(self.fields)
+        self._pending: deque[Change] = deque()
+        self._seq = 0
+        #: key -> (expiry time, sequence number of the write that set it); a heap of the same
+        self._expiry: dict[Any, tuple[float, int]] = {}
+        self._expiry_heap: list[tuple[float, int, Any]] = []
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, key_field={self.key_field!r}, key_type={self.key_type!r})"
 
     @property
     def resource_id(self) -> str:
@@ -155,7 +178,7 @@ class Collection:
         return ids
 
     def split_row(self, row: Any, position: int) -> tuple[Any, dict]:
-        """A data row -> (primary key, the other fields)."""
+        """A data row -> (primary key, the other fields); declared fields must have their type."""
         if not isinstance(row, Mapping):
             raise invalid(f"data[{position}] is not a JSON object.")
         if self.key_field not in row:
@@ -166,61 +189,100 @@ class Collection:
             raise invalid(f"data[{position}].{self.key_field}: {problem}.")
         if self.key_type == "int64" and key == 0:
             raise invalid(f"data[{position}].{self.key_field}: the primary key must not be 0.")
-        return key, {name: value for name, value in row.items() if name != self.key_field}
+        fields = {name: value for name, value in row.items() if name != self.key_field}
+        for name, field_type in self.fields.items():
+            if name in fields:
+                problem = value_problem(fields[name], field_type)
+                if problem:
+                    raise invalid(f"data[{position}].{name}: {problem}; the field is {field_type}.")
+        return key, fields
 
-    # -- writes (callers validated everything first) --
+    # -- writes (callers validated everything first and called expire(now)) --
 
-    def _log(self, now: float, op: str, key: Any = None, fields: dict | None = None) -> None:
+    def _log(self, at: float, op: str, key: Any = None, fields: dict | None = None) -> int:
         self._seq += 1
-        self._pending.append(Change(now, self._seq, op, key, fields))
+        self._pending.append(Change(at, self._seq, op, key, fields))
+        return self._seq
 
-    def put(self, key: Any, fields: dict, now: float) -> None:
+    def put(self, key: Any, fields: dict, now: float, ttl: int | None = None, keep_ttl: bool = False) -> None:
+        """Write a record. ``ttl`` seconds from now (None or 0: none); ``keep_ttl``: leave it as is."""
         self.records[key] = fields
-        self._log(now, "put", key, dict(fields))
+        seq = self._log(now, "put", key, fields)
+        if keep_ttl:
+            return
+        if ttl:
+            expires = now + ttl
+            self._expiry[key] = (expires, seq)
+            heapq.heappush(self._expiry_heap, (expires, seq, key))
+        else:
+            self._expiry.pop(key, None)
 
     def delete(self, keys: Iterable[Any], now: float) -> None:
         for key in keys:
             self.records.pop(key, None)
+            self._expiry.pop(key, None)
             self._log(now, "delete", key)
 
     def delete_all(self, now: float) -> None:
         self.records.clear()
+        self._expiry.clear()
+        self._expiry_heap.clear()
         self._log(now, "delete_all")
 
-    def load(self, key: Any, fields: dict) -> None:
-        """Write straight into the collection *and* the index, bypassing the lag.
+    def expire(self, now: float) -> None:
+        """Delete the records whose TTL ran out by ``now``, each logged at its own expiry time.
 
-        The write gets the newest sequence number, so older changes still pending for
-        this key (or an older pending ``delete_all``) do not undo it when they come due.
+        Called before anything else reads or writes the collection, so the change log
+        stays in time order and the index sees each expiry ``index_lag`` after it.
         """
+        heap = self._expiry_heap
+        while heap and heap[0][0] <= now:
+            expires, seq, key = heapq.heappop(heap)
+            if self._expiry.get(key) == (expires, seq):  # not since rewritten or deleted
+                del self._expiry[key]
+                del self.records[key]
+                self._log(expires, "delete", key)
+
+    def expires_at(self, key: Any) -> float | None:
+        found = self._expiry.get(key)
+        return None if found is None else found[0]
+
+    def load(self, rows: Iterable[tuple[Any, dict]]) -> None:
+        """Write straight into the collection *and* the index, bypassing the lag (no TTL).
+
+        The writes get the newest sequence number, so older changes still pending for
+        these keys (or an older pending ``delete_all``) do not undo them when they come due.
+        """
+        rows = list(rows)
         self._seq += 1
-        self.records[key] = fields
-        self._index[key] = dict(fields)
-        self._index_seq[key] = self._seq
+        for key, fields in rows:
+            self.records[key] = fields
+            self._expiry.pop(key, None)
+        self.index.put_many(rows, self._seq)
 
     # -- the index --
 
-    def catch_up(self, cutoff: float) -> None:
-        """Fold every change written at or before ``cutoff`` into the index copy."""
-        pending = self._pending
-        while pending and pending[0].at <= cutoff:
-            change = pending.popleft()
-            if change.op == "delete_all":
-                stale = [key for key, seq in self._index_seq.items() if seq < change.seq]
-                for key in stale:
-                    del self._index[key]
-                    del self._index_seq[key]
-            elif self._index_seq.get(change.key, -1) < change.seq:
-                if change.op == "put":
-                    self._index[change.key] = change.fields
-                    self._index_seq[change.key] = change.seq
-                else:
-                    self._index.pop(change.key, None)
-                    self._index_seq.pop(change.key, None)
+    def catch_up(self, now: float, lag: float, del_all_lag: float) -> None:
+        """Apply to the index, in write order, every change that has come due by ``now``.
 
-    def index_view(self, cutoff: float) -> dict[Any, dict]:
-        self.catch_up(cutoff)
-        return self._index
+        A change is due ``lag`` seconds after it was written (``del_all_lag`` for a
+        ``delete_all``). The index applies changes in order, so a change never overtakes
+        an earlier one: writes after a ``del_all`` wait for it.
+        """
+        pending = self._pending
+        index = self.index
+        while pending:
+            change = pending[0]
+            if change.at + (del_all_lag if change.op == "delete_all" else lag) > now:
+                return
+            pending.popleft()
+            if change.op == "delete_all":
+                index.remove_older_than(change.seq)
+            elif index.seqs.get(change.key, -1) < change.seq:
+                if change.op == "put":
+                    index.put(change.key, change.fields, change.seq)  # type: ignore[arg-type]
+                else:
+                    index.remove(change.key)
 
 
 class Store:
@@ -230,6 +292,7 @@ class Store:
         self,
         *,
         index_lag: float = 0.0,
+        del_all_index_lag: float | None = None,
         quota: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -238,8 +301,10 @@ class Store:
         self.collections: dict[str, Collection] = {}
         self._by_resource_id: dict[str, Collection] = {}
         self._index_lag = 0.0
+        self._del_all_index_lag: float | None = None
         self._quota: float | None = None
         self.index_lag = index_lag
+        self.del_all_index_lag = del_all_index_lag
         self.quota = quota
 
     # -- settings that tests change at run time --
@@ -254,6 +319,18 @@ class Store:
             raise ValueError("index_lag must be >= 0 seconds")
         with self.lock:
             self._index_lag = float(seconds)
+
+    @property
+    def del_all_index_lag(self) -> float:
+        """The lag of a ``del_all``; follows ``index_lag`` until set (set None to follow again)."""
+        return self._index_lag if self._del_all_index_lag is None else self._del_all_index_lag
+
+    @del_all_index_lag.setter
+    def del_all_index_lag(self, seconds: float | None) -> None:
+        if seconds is not None and seconds < 0:
+            raise ValueError("del_all_index_lag must be >= 0 seconds, or None to follow index_lag")
+        with self.lock:
+            self._del_all_index_lag = None if seconds is None else float(seconds)
 
     @property
     def quota(self) -> float | None:
@@ -280,12 +357,17 @@ class Store:
     # -- collections --
 
     def add_collection(
-        self, name: str, key_field: str = "id", key_type: str = "string", indexes: Iterable[str] = ()
+        self,
+        name: str,
+        key_field: str = "id",
+        key_type: str = "string",
+        indexes: Iterable[str] = (),
+        fields: Mapping[str, str] | None = None,
     ) -> Collection:
         with self.lock:
             if name in self.collections:
                 raise ValueError(f"collection {name!r} already exists")
-            collection = Collection(name, key_field, key_type, set(indexes))
+            collection = Collection(name, key_field, key_type, indexes, fields)
             self._set_bucket(collection, self.clock())
             self.collections[name] = collection
             self._by_resource_id[collection.resource_id] = collection
@@ -335,5 +417,14 @@ class Store:
     def now(self) -> float:
         return self.clock()
 
-    def index_cutoff(self) -> float:
-        return self.clock() - self._index_lag
+    def current(self, collection: Collection) -> float:
+        """Bring ``collection`` up to now (TTL expiries, then due index changes); returns now."""
+        now = self.clock()
+        collection.expire(now)
+        collection.catch_up(now, self._index_lag, self.del_all_index_lag)
+        return now
+
+    def index_view(self, collection: Collection) -> IndexView:
+        """What the collection's indexes hold now."""
+        self.current(collection)
+        return collection.index

@@ -13,6 +13,24 @@ from airflow_provider_vikingdb.local import LocalVikingDB
 from tests.local.vikingdb_signing_client import SigningClient
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told: ``clock.advance(seconds)``."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture
 def make_client() -> Iterator[Callable[..., SigningClient]]:
     clients: list[SigningClient] = []

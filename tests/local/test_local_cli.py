@@ -145,3 +145,69 @@ def test_read_load_file(tmp_path: Path) -> None:
     path.write_text("{broken\n")
     with pytest.raises(ValueError, match="not JSON"):
         read_load_file(str(path), ["a"])
+
+
+def test_parser_fields_and_del_all_lag() -> None:
+    args = build_parser().parse_args([])
+    assert (args.field, args.del_all_index_lag) == ([], None)
+    args = build_parser().parse_args(
+        [
+            "--field",
+            "docs:created_at:int64",
+            "--field",
+            "docs:tags:list<string>",
+            "--del-all-index-lag",
+            "300",
+        ]
+    )
+    assert args.field == ["docs:created_at:int64", "docs:tags:list<string>"]
+    assert args.del_all_index_lag == 300.0
+
+
+def test_cli_bad_field_spec_fails_naming_it() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_vikingdb.local",
+            "--port",
+            "0",
+            "--field",
+            "test_coll:n:int",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "test_coll:n:int" in result.stderr and "int64" in result.stderr
+
+
+def test_cli_fields_lags_and_search(tmp_path: Path) -> None:
+    load = tmp_path / "docs.jsonl"
+    load.write_text("".join(json.dumps({"id": f"d{n}", "created_at": n}) + "\n" for n in range(5)))
+    args = [
+        "--port", "0", "--collection", "docs", "--field", "docs:created_at:int64", "--load", str(load),
+        "--index-lag", "0", "--del-all-index-lag", "60",
+    ]  # fmt: skip
+    with running(*args) as url:
+        client = SigningClient(url)
+        try:
+            index = {"collection_name": "docs", "index_name": "docs_index"}
+            found = client.post(
+                "/api/vikingdb/data/search/scalar",
+                {
+                    **index,
+                    "field": "created_at",
+                    "order": "asc",
+                    "filter": {"op": "range", "field": "created_at", "lt": 2},
+                },
+            ).json()["result"]
+            assert [item["id"] for item in found["data"]] == ["d0", "d1"]
+            assert client.delete("docs", del_all=True).status_code == 200
+            # the collection is empty at once; the index holds everything for --del-all-index-lag
+            assert client.fetch("docs", ["d0"]).json()["result"]["ids_not_exist"] == ["d0"]
+            count = client.post("/api/vikingdb/data/agg", {**index, "op": "count"}).json()["result"]
+            assert count["agg"] == {"__TOTAL__": 5}
+        finally:
+            client.close()

@@ -186,7 +186,7 @@ def test_search_random(vikingdb_server, client) -> None:
 
 
 def test_search_random_on_empty_index(client) -> None:
-    assert result(random_search(client)) == {"data": [], "total_return_count": 0}
+    assert result(random_search(client)) == {"data": [], "total_return_count": 0, "filter_matched_count": 0}
 
 
 # --- the index lag ---
@@ -237,7 +237,11 @@ def test_del_all_reaches_the_index_after_the_lag(vikingdb_server, client) -> Non
     assert vikingdb_server.records("test_coll") == {}
     assert result(random_search(client, limit=50))["total_return_count"] == 20
     vikingdb_server.index_lag = 0
-    assert result(random_search(client, limit=50)) == {"data": [], "total_return_count": 0}
+    assert result(random_search(client, limit=50)) == {
+        "data": [],
+        "total_return_count": 0,
+        "filter_matched_count": 0,
+    }
 
 
 def test_writes_after_del_all_survive_it_in_the_index(vikingdb_server, client) -> None:

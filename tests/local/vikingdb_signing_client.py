@@ -95,3 +95,18 @@ class SigningClient:
 def string_ids(count: int, prefix: str = "uid_") -> list[str]:
     """``count`` distinct string primary keys: uid_00000, uid_00001, ..."""
     return [f"{prefix}{n:05d}" for n in range(count)]
+
+
+def ok_result(response: requests.Response) -> Any:
+    """The ``result`` of a 200 ``Success`` answer (fails the test with the body otherwise)."""
+    assert response.status_code == 200, response.text
+    assert response.json()["code"] == "Success", response.text
+    return response.json()["result"]
+
+
+def error_of(response: requests.Response, status: int = 400) -> tuple[str, str]:
+    """(code, message) of an error answer with HTTP ``status``."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["result"] is None
+    return body["code"], body["message"]
