@@ -150,6 +150,8 @@ def run_batches(
             for helper in helpers:
                 helper.start()
             work()
+            for helper in helpers:  # in the try: an interrupt while joining is still reported
+                helper.join()
         finished = True
     finally:
         if not finished:
@@ -174,9 +176,6 @@ def run_batches(
                 len(not_done),
                 sample(not_done),
             )
-        else:
-            for helper in helpers:
-                helper.join()
 
     if failed:
         done_keys, not_done = split_done(items, batch_size, done, keys)

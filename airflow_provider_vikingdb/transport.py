@@ -151,10 +151,12 @@ def read_envelope(
         data = None
     request_id = answer.header(REQUEST_ID_HEADER)
     if not isinstance(data, dict):
-        text = answer.body.decode("utf-8", "replace").strip().replace("\n", " ").replace("\r", " ")
-        text = scrub(text, secrets)
+        text = scrub(answer.body.decode("utf-8", "replace"), secrets)
+        text = text.strip().replace("\n", " ").replace("\r", " ")
         message = f"answer is not a JSON envelope: {text[:QUOTED_BODY]!r}" if text else "empty answer"
-        error_class = error_class_for(status)
+        # A 200 that is not an envelope is a cut or mangled answer, not the service's word:
+        # worth another attempt (every data-plane call is idempotent).
+        error_class = VikingDBConnectionError if status == 200 else error_class_for(status)
         return {}, error_class(
             message, code="BadResponse", http_status=status, request_id=request_id, path=path
         )
@@ -180,7 +182,8 @@ def error_class_for(status: int) -> type[VikingDBError]:
     return VikingDBError
 
 
-_AUTH_HEADER = re.compile(r"(?i)\b(authorization|x-security-token)(\s*[:=]\s*)[^\r\n<>\"',;]+")
+# A header's value runs to the end of its line (an HMAC one holds commas); in a page, to the next tag.
+_AUTH_HEADER = re.compile(r"(?i)\b(authorization|x-security-token)(\s*[:=]\s*)[^\r\n<>\"']+")
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -211,6 +214,12 @@ def transport_error(kind: str, detail: str, config: VikingDBConnectionConfig, pa
             path=path,
         )
     if kind == TLS:
+        # The clients word a TLS failure differently; the SSL reason is the same for both.
+        reason = re.search(r"\[SSL[^\]]*\][^'\"()]*", detail) or re.search(
+            r"certificate verify failed[^'\"()]*", detail
+        )
+        if reason:
+            detail = reason.group(0).strip()
         hint = ""
         if "WRONG_VERSION_NUMBER" in detail or "record layer failure" in detail:
             hint = (

@@ -135,7 +135,9 @@ def test_wrong_index_name_fails_before_the_delete_and_says_nothing_was_deleted(s
 
 def test_wait_failing_after_the_delete_says_the_delete_was_done(server):
     server.fail_next(FETCH_IN_INDEX_PATH, status=404, code="NotFound.VikingdbIndex", after=1)
-    with pytest.raises(AirflowException, match=r"waiting for index 'test_coll_index' failed: .*NotFound") as info:
+    with pytest.raises(
+        AirflowException, match=r"waiting for index 'test_coll_index' failed: .*NotFound"
+    ) as info:
         op().execute({"ti": FakeTI()})
     assert "The delete itself succeeded (2 ids deleted from collection 'test_coll')" in str(info.value)
     assert "r1" not in server.records("test_coll")
