@@ -206,9 +206,7 @@ def agg(store: Store, body: Body) -> dict:
     with store.lock:
         collection = find_collection(store, body)
         index_name = index_of(collection, body)
-        if name is not None and not any(
-            field_type in GROUP_TYPES for field_type in collection.fields.values()
-        ):
+        if not any(field_type in GROUP_TYPES for field_type in collection.fields.values()):
             raise invalid(
                 f"agg count needs index '{index_name}' to have a scalar field of type string, int64 or "
                 f"bool; collection '{collection.name}' declares none "

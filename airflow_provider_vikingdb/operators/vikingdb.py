@@ -244,10 +244,19 @@ class VikingDBDeleteOperator(BaseOperator):
         """``del_all``: count first (through an index), check ``max_delete``, delete, say what was done."""
         hook = self.hook
         records_before = None
+        must_count = dry_run or self.max_delete is not None
         if count_index is not None:
-            records_before = hook.count(index_name=count_index, **target.body)
-            self.log.info("%s holds %d records (counted in index %r).", target, records_before, count_index)
-        elif dry_run or self.max_delete is not None:
+            try:
+                records_before = hook.count(index_name=count_index, **target.body)
+            except VikingDBError as exc:
+                if must_count or exc.retryable:
+                    self._fail(f"cannot count the records in index {count_index!r}: {exc}. Nothing was sent.")
+                self.log.warning("Cannot count the records before del_all (%s); deleting anyway.", exc)
+            else:
+                self.log.info(
+                    "%s holds %d records (counted in index %r).", target, records_before, count_index
+                )
+        elif must_count:
             what = "dry_run" if dry_run else "max_delete"
             self._fail(
                 f"{what} with del_all=True counts the records through an index first: give index_name "

@@ -56,9 +56,9 @@ class FakeTI:
 
 @pytest.fixture
 def server(vikingdb_server_factory, monkeypatch):
-    srv = vikingdb_server_factory(collections=("test_coll",), sk=SECRET)
+    srv = vikingdb_server_factory(collections=("test_coll",), fields={"test_coll": {"n": "int64"}}, sk=SECRET)
     monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
-    srv.load("test_coll", [{"id": f"r{n}"} for n in range(30)])
+    srv.load("test_coll", [{"id": f"r{n}", "n": n} for n in range(30)])
     return srv
 
 
