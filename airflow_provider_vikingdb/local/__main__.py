@@ -149,35 +149,44 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def server_from_args(args: argparse.Namespace) -> LocalVikingDB:
+    """The (not yet started) server the parsed options describe, records loaded.
+
+    Raises ValueError, KeyError or OSError (an unreadable ``--load`` file) naming the problem.
+    """
+    collections = args.collection or list(DEFAULT_COLLECTIONS)
+    names = [parse_collection_spec(spec)[0] for spec in collections]
+    server = LocalVikingDB(
+        collections,
+        indexes=args.index,
+        fields=args.field,
+        ak=args.ak,
+        sk=args.sk,
+        region=args.region,
+        api_key=args.api_key,
+        index_lag=args.index_lag,
+        del_all_index_lag=args.del_all_index_lag,
+        quota=args.quota,
+        latency_ms=args.latency_ms,
+        fail_rate=args.fail_rate,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+    )
+    if args.load:
+        for collection, rows in read_load_file(args.load, names).items():
+            server.load(collection, rows)
+    return server
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
     )
-    collections = args.collection or list(DEFAULT_COLLECTIONS)
     try:
-        names = [parse_collection_spec(spec)[0] for spec in collections]
-        server = LocalVikingDB(
-            collections,
-            indexes=args.index,
-            fields=args.field,
-            ak=args.ak,
-            sk=args.sk,
-            region=args.region,
-            api_key=args.api_key,
-            index_lag=args.index_lag,
-            del_all_index_lag=args.del_all_index_lag,
-            quota=args.quota,
-            latency_ms=args.latency_ms,
-            fail_rate=args.fail_rate,
-            seed=args.seed,
-            host=args.host,
-            port=args.port,
-        )
-        if args.load:
-            for collection, rows in read_load_file(args.load, names).items():
-                server.load(collection, rows)
+        server = server_from_args(args)
     except (ValueError, KeyError, OSError) as exc:
         parser.error(str(exc))
 

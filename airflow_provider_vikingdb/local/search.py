@@ -9,8 +9,9 @@ Orders, all deterministic for a given index state, so offsets page consistently:
 - ``search/scalar``: by ``(field value, primary key)``, ascending for ``asc``; ``desc`` is
   exactly the reverse (ties: the larger primary key first). Records that lack the field
   are not returned (and not counted in ``filter_matched_count``).
-- ``search/random``: the index's own order; through a ``range`` filter, by the ranged
-  field's value. Not random, and not a promise: only stable while the index is unchanged.
+- ``search/random``: the index's own order, or by the ranged field through a ``range``
+  filter, or by primary key through a selective ``must``. Not random; stable only while the
+  index is unchanged.
 
 Speed: range filters and orderings bisect the sorted ``(value, key)`` pairs of the field;
 ``must`` looks up ``value -> keys``; ``and`` tests only the candidates of its most selective
