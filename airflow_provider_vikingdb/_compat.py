@@ -14,7 +14,7 @@ try:  # Airflow 3.2+
         TaskDeferred,
     )
 except ImportError:  # Airflow 3.1
-    from airflow.exceptions import (  # type: ignore[no-redef]
+    from airflow.exceptions import (  # type: ignore[no-redef, attr-defined]  # mypy runs on 3.2+
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_provider_vikingdb import __version__
 from airflow_provider_vikingdb.connection import (
     CONN_TYPE,
@@ -10,7 +12,7 @@ from airflow_provider_vikingdb.connection import (
 )
 
 
-def get_provider_info() -> dict:
+def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-vikingdb",
         "name": "VikingDB",

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +18,6 @@ from airflow_provider_vikingdb.index_sync import (
     describe_scope,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET = {"collection_name": "c"}
 
 
@@ -198,42 +193,6 @@ def test_del_all_empty_search_needs_records_seen_before_or_the_settle_time():
 def test_default_settle_times_follow_the_documented_lags():
     assert IndexSyncCheck(TARGET, "idx", ["a"]).settle == 30
     assert IndexSyncCheck(TARGET, "idx", None).settle == 360
-
-
-def test_operator_sensor_and_trigger_modules_import_no_http_client_at_top_level():
-    """The DAG processor imports these: HTTP clients and the signer load only when a task runs.
-
-    (``import airflow.sdk`` itself loads httpx in Airflow 3.3, so that one is checked on the source.)
-    """
-    heavy = ("requests", "volcengine", "httpx", "airflow_provider_vikingdb.local")
-    for module in (
-        "operators/vikingdb.py",
-        "sensors/vikingdb.py",
-        "index_sync.py",
-        "triggers/vikingdb.py",
-        "hooks/vikingdb.py",
-        "transport.py",
-        "deadline.py",
-        "batching.py",
-        "connection.py",
-        "waiting.py",
-    ):
-        tree = ast.parse((ROOT / "airflow_provider_vikingdb" / module).read_text())
-        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-        top += [n for t in tree.body if isinstance(t, ast.Try) for n in t.body if isinstance(n, ast.Import)]
-        names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
-        names += [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
-        assert not [n for n in names if n.startswith(heavy)], (module, names)
-    code = (
-        "import sys\n"
-        "import airflow_provider_vikingdb.operators.vikingdb\n"
-        "import airflow_provider_vikingdb.sensors.vikingdb\n"
-        "import airflow_provider_vikingdb.triggers.vikingdb\n"
-        "print(sorted(m for m in ('requests', 'volcengine', 'airflow_provider_vikingdb.local.server')"
-        " if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
 
 
 def test_provider_info_lists_the_sensor_and_the_trigger():
