@@ -99,6 +99,28 @@ def test_delete_operator_waits_for_the_index_then_returns_its_summary(server, mo
     assert summary["index_checked_ids"] == 2 and summary["index_sampled"] is False
     assert summary["index_wait_seconds"] > 0  # how long depends on when the task started: see above
     assert sorted(server.index_records("test_coll")) == ["c", "keep"]
+    # long indexed: seen before the delete, so the first look that finds them gone ends the wait
+    assert summary["index_proof"] == "seen_then_gone"
+    (delete,) = _requests(server, DELETE_PATH)
+    gone_looks = [r for r in _requests(server, FETCH_IN_INDEX_PATH) if r.time - delete.time >= LAG]
+    assert len(gone_looks) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("waiter", ["delete", "sensor"])
+def test_rows_loaded_just_before_the_delete_are_waited_for_until_the_index_applied_it(server, mode, waiter):
+    # The rows are absent from the index at first because it has not indexed them yet; an
+    # absent id proves nothing until it was seen there or the settle time (4 s) has passed.
+    result = run_dag(f"index_load_then_{waiter}_{mode}", conf={"ids": ["new1", "new2"]})
+    assert result.state == "success", result
+    (delete,) = _requests(server, DELETE_PATH)
+    looks = [r for r in _requests(server, FETCH_IN_INDEX_PATH) if r.time > delete.time]
+    assert looks and looks[-1].time - delete.time >= LAG  # its last look came after the index caught up
+    summary = result.xcom["delete" if waiter == "delete" else "wait"]
+    assert summary["index_synced"] is True
+    assert summary["index_proof"] in ("seen_then_gone", "settled")
+    assert not {"new1", "new2"} & set(server.index_records("test_coll"))
+    assert not {"new1", "new2"} & set(server.records("test_coll"))
 
 
 @pytest.mark.parametrize("mode", MODES)

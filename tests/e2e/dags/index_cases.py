@@ -19,6 +19,19 @@ COMMON = {"schedule": None, "start_date": START, "catchup": False, "tags": ["vik
 PARAMS = {"ids": Param(["a", "b"], type="array"), "collection": "test_coll"}
 INDEX = "{{ params.collection }}_index"
 POKE = 0.5
+#: the tests' server lags 3 s: a look 4 s after the delete is proof even for ids never seen
+SETTLE = 4.0
+
+
+@task
+def load_rows(params=None):
+    """A load seconds before the rollback: the rows have not reached the index yet."""
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
+    ids = params["ids"]
+    VikingDBHook().upsert([{"id": i, "title": "new"} for i in ids], collection_name="test_coll")
+    return ids
+
 
 for mode in ("poke", "deferrable"):
     deferrable = mode == "deferrable"
@@ -91,6 +104,34 @@ for mode in ("poke", "deferrable"):
             ids=ids,
             poke_interval=POKE,
             timeout=1.5,
+            deferrable=deferrable,
+        )
+
+    # the rollback case: rows loaded a moment ago are deleted at once; the wait must not end
+    # before the index has applied the delete, although the rows are absent from it at first
+    with DAG(f"index_load_then_delete_{mode}", params=PARAMS, **COMMON):
+        VikingDBDeleteOperator(
+            task_id="delete",
+            collection_name="test_coll",
+            ids=load_rows(),
+            wait_for_index="test_coll_index",
+            index_poke_interval=POKE,
+            index_timeout=30,
+            index_settle=SETTLE,
+            deferrable=deferrable,
+        )
+
+    with DAG(f"index_load_then_sensor_{mode}", params=PARAMS, **COMMON):
+        loaded = load_rows()
+        delete = VikingDBDeleteOperator(task_id="delete", collection_name="test_coll", ids=loaded)
+        delete >> VikingDBIndexSyncSensor(
+            task_id="wait",
+            collection_name="test_coll",
+            index_name="test_coll_index",
+            ids=loaded,
+            settle=SETTLE,
+            poke_interval=POKE,
+            timeout=30,
             deferrable=deferrable,
         )
 
