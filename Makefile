@@ -16,9 +16,9 @@ LOWER_VENV  := .venv-lower
 LOWER_BIN   := $(LOWER_VENV)/bin
 LOWER_STAMP := $(LOWER_VENV)/.installed
 LOWER_HOME  := $(CURDIR)/.airflow-lower
-# The trigger uses httpx, which comes with Airflow; until pyproject.toml declares it, its floor is
-# the one Airflow 3.1.8's task SDK requires (httpx>=0.27.0).
-LOWER_FLOORS := --floor 'httpx>=0.27'
+# Packages the code uses but pyproject.toml does not declare get a floor here (none today: httpx
+# is declared, at the floor Airflow 3.1.8's task SDK requires).
+LOWER_FLOORS :=
 # Airflow's constraints files cannot be fetched here (PyPI is the only host reachable), so the rest
 # of the lower environment is pinned by a frozen copy of one the suite passed in, per Python version.
 PY_VERSION   := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
