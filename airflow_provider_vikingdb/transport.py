@@ -224,7 +224,8 @@ def transport_error(kind: str, detail: str, config: VikingDBConnectionConfig, pa
         if "WRONG_VERSION_NUMBER" in detail or "record layer failure" in detail:
             hint = (
                 " The server does not speak TLS: if it is plain http (the local server, "
-                "a private link), set the connection's extra 'scheme' to 'http'."
+                "a private link), set the connection's extra 'scheme' to 'http' (or give the "
+                "host as an http:// URL)."
             )
         # Not transient: retrying a TLS failure only delays the same error.
         return VikingDBError(

@@ -36,6 +36,14 @@ def start_server(records_file: Path) -> tuple[subprocess.Popen, str]:
             COLLECTION,
             "--load",
             str(records_file),
+            # the index lags the collection as the real one does (about 20 s there): the rollback's
+            # wait_for_index has to see the loaded rows reach the index and leave it again
+            "--index-lag",
+            "2",
+            "--ak",
+            ACCESS_KEY,
+            "--sk",
+            SECRET_KEY,
             "--log-level",
             "WARNING",
         ],
@@ -102,11 +110,11 @@ def main() -> int:
     os.environ["AIRFLOW_CONN_VIKINGDB_DEFAULT"] = json.dumps(
         {
             "conn_type": "vikingdb",
-            "host": host,
+            "host": f"http://{host}",  # the scheme in the URL: an extra "http" makes Airflow warn
             "port": int(port),
-            "login": "AK",
-            "password": "SK",
-            "extra": {"region": "cn-beijing", "scheme": "http"},
+            "login": ACCESS_KEY,
+            "password": SECRET_KEY,
+            "extra": {"region": "cn-beijing"},
         }
     )
     from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
@@ -138,7 +146,9 @@ def main() -> int:
         print(f"    run {state} (as intended: the bad load stays visible); tasks {tasks}")
         print(
             f"    loaded {len(loaded)} rows, rolled back {rollback.get('ids_deleted')} ids in "
-            f"{rollback.get('batches')} batches; {count_present(hook, loaded)} of them remain"
+            f"{rollback.get('batches')} batches; {count_present(hook, loaded)} of them remain\n"
+            f"    the rollback waited {rollback.get('index_wait_seconds')} s until index "
+            f"{rollback.get('index_name')!r} no longer held them (proof: {rollback.get('index_proof')})"
         )
         after = count_present(hook, catalog_ids)
         print(f"    {COLLECTION!r} holds {after} documents: the retained ones, untouched by the rollback\n")
@@ -148,6 +158,7 @@ def main() -> int:
             and left == len(catalog_ids) - summary["ids_deleted"]
             and tasks.get("rollback") == "success"
             and rollback.get("ids_deleted") == len(loaded) > 0
+            and rollback.get("index_synced") is True
             and count_present(hook, loaded) == 0
             and after == left
         )

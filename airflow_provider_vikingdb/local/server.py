@@ -196,14 +196,16 @@ class LocalVikingDB(ScriptedFaults):
 
     def connection_json(self) -> str:
         """The Airflow connection (for ``AIRFLOW_CONN_VIKINGDB_DEFAULT``) that reaches this server."""
-        extra: dict[str, Any] = {"region": self.region, "scheme": "http"}
+        # The scheme goes in the host URL, not in an extra: Airflow masks every extra value when
+        # it reads a connection, and warns that "http" is too short to mask.
+        extra: dict[str, Any] = {"region": self.region}
         if self.api_key is not None:
             extra["api_key"] = self.api_key
         host = "127.0.0.1" if self._host in ("", "0.0.0.0") else self._host
         return json.dumps(
             {
                 "conn_type": "vikingdb",
-                "host": host,
+                "host": f"http://{host}",
                 "port": self._port,
                 "login": self.ak,
                 "password": self.sk,

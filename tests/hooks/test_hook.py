@@ -348,7 +348,7 @@ def test_importing_hook_and_operator_loads_neither_requests_nor_volcengine():
 
 def test_https_against_a_plain_http_server_fails_at_once_and_says_to_set_scheme(server, monkeypatch):
     conn = json.loads(server.connection_json())
-    conn["extra"]["scheme"] = "https"
+    conn["host"] = conn["host"].replace("http://", "https://")
     monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
     hook = VikingDBHook()
     delays = []

@@ -30,6 +30,8 @@ def server(vikingdb_server_factory, monkeypatch):
 
 def use_connection(server, monkeypatch, *, drop=(), **extra):
     conn = json.loads(server.connection_json())
+    if "scheme" in extra:  # the local server's connection gives its scheme in the host URL
+        conn["host"] = conn["host"].replace("http://", f"{extra.pop('scheme')}://")
     conn["extra"].update(extra)
     for key in drop:
         conn.pop(key, None)

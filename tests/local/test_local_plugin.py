@@ -36,9 +36,16 @@ def test_airflow_reads_the_connection(vikingdb_connection) -> None:
     from airflow.sdk import Connection
 
     conn = Connection.get("vikingdb_default")
-    assert (conn.conn_type, conn.host, conn.port) == ("vikingdb", "127.0.0.1", vikingdb_connection.port)
+    assert (conn.conn_type, conn.host, conn.port) == (
+        "vikingdb",
+        "http://127.0.0.1",
+        vikingdb_connection.port,
+    )
     assert (conn.login, conn.password) == ("AK", "SK")
-    assert conn.extra_dejson == {"region": "cn-beijing", "scheme": "http"}
+    assert conn.extra_dejson == {"region": "cn-beijing"}
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
+    assert VikingDBHook().config.base_url == f"http://127.0.0.1:{vikingdb_connection.port}"
 
 
 def test_plugin_imports_nothing_heavy() -> None:

@@ -102,18 +102,14 @@ def test_connection_json(vikingdb_server_factory) -> None:
     server = vikingdb_server_factory(ak="MY_AK", sk="MY_SK", region="cn-shanghai")
     assert json.loads(server.connection_json()) == {
         "conn_type": "vikingdb",
-        "host": "127.0.0.1",
+        "host": "http://127.0.0.1",
         "port": server.port,
         "login": "MY_AK",
         "password": "MY_SK",
-        "extra": {"region": "cn-shanghai", "scheme": "http"},
+        "extra": {"region": "cn-shanghai"},
     }
     with_key = vikingdb_server_factory(api_key="k")
-    assert json.loads(with_key.connection_json())["extra"] == {
-        "region": "cn-beijing",
-        "scheme": "http",
-        "api_key": "k",
-    }
+    assert json.loads(with_key.connection_json())["extra"] == {"region": "cn-beijing", "api_key": "k"}
 
 
 def test_url_host_port(vikingdb_server) -> None:
