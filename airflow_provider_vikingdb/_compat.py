@@ -27,8 +27,11 @@ def default_deferrable() -> bool:
     try:  # Airflow 3.2+
         from airflow.sdk.configuration import conf
     except ImportError:  # Airflow 3.1
-        from airflow.configuration import conf  # type: ignore[no-redef]
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+        # Needed where both modules type `conf` (one is a redefinition); unused where the SDK's
+        # module hands `conf` out through an untyped module __getattr__ (3.3): hence both codes.
+        from airflow.configuration import conf  # type: ignore[no-redef, unused-ignore]
+    # bool(): the SDK's `conf` is untyped (Any) on some versions; getboolean returns a bool.
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 def fail_task(task: Any, message: str) -> NoReturn:

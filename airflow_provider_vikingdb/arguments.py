@@ -31,11 +31,13 @@ def check_ids_args(owner: str, ids: Any, del_all: Any, missing: str) -> None:
 def rendered_target(collection_name: Any, resource_id: Any) -> dict[str, str]:
     """Run time: the rendered target as the request body names it; ValueError unless exactly one."""
     name, rid = rendered_text(collection_name), rendered_text(resource_id)
-    if bool(name) == bool(rid):
-        raise ValueError(
-            f"{TARGET_RULE} (rendered: collection_name={collection_name!r}, resource_id={resource_id!r})"
-        )
-    return {"collection_name": name} if name else {"resource_id": rid}
+    if name is not None and rid is None:
+        return {"collection_name": name}
+    if rid is not None and name is None:
+        return {"resource_id": rid}
+    raise ValueError(
+        f"{TARGET_RULE} (rendered: collection_name={collection_name!r}, resource_id={resource_id!r})"
+    )
 
 
 def parse_flag(name: str, value: Any) -> bool:

@@ -66,6 +66,8 @@ class BatchResult:
 
 
 Send = Callable[[Sequence[Any], Cancel], dict[str, Any]]
+#: the primary keys of a batch's items (for a delete, the batch itself)
+Keys = Callable[[Sequence[Any]], list[str | int]]
 
 
 def run_batches(
@@ -76,7 +78,7 @@ def run_batches(
     batch_size: int,
     concurrency: int,
     send: Send,
-    keys: Callable[[Sequence[Any]], list],
+    keys: Keys,
     log: Any,
     on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None,
     on_progress: Callable[[BatchResult], None] | None = None,
@@ -193,11 +195,11 @@ def run_batches(
 
 
 def split_done(
-    items: Sequence[Any], batch_size: int, done: bytearray, keys: Callable[[Sequence[Any]], list]
-) -> tuple[list, list]:
+    items: Sequence[Any], batch_size: int, done: bytearray, keys: Keys
+) -> tuple[list[str | int], list[str | int]]:
     """The keys of acknowledged batches, and of all the others."""
-    done_keys: list = []
-    not_done: list = []
+    done_keys: list[str | int] = []
+    not_done: list[str | int] = []
     for number, batch in enumerate(batched(items, batch_size)):
         (done_keys if done[number] else not_done).extend(keys(batch))
     return done_keys, not_done

@@ -114,8 +114,8 @@ class VikingDBBatchError(VikingDBError):
         action: str,
         result: Any,
         failed_batches: list[int],
-        done_ids: list,
-        not_done_ids: list,
+        done_ids: list[str | int],
+        not_done_ids: list[str | int],
     ) -> None:
         self.cause = cause
         self.result = result
@@ -152,7 +152,7 @@ def is_retryable_status(status: int | None) -> bool:
     return status is not None and (status == 429 or status >= 500)
 
 
-def sample(ids: Sequence, limit: int = 5) -> str:
+def sample(ids: Sequence[object], limit: int = 5) -> str:
     """`` (first: 'a', 'b', ...)`` for a message, or nothing for no ids."""
     if not ids:
         return ""

@@ -21,6 +21,7 @@ import numbers
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from airflow_provider_vikingdb.ids import (
     INT64_MAX,
@@ -77,7 +78,7 @@ class InvalidFilterError(ValueError):
     """A filter (or a retention setting) is not one VikingDB can search with as meant."""
 
 
-def parse_filter(value: object) -> dict:
+def parse_filter(value: object) -> dict[str, Any]:
     """Check a filter and return it as a new dict, numeric text in range bounds made numbers.
 
     ``value``: a dict, or its text (JSON, or Python's as Jinja renders a dict). Raises
@@ -130,7 +131,7 @@ def restricts_nothing(value: object, _depth: int = 0) -> bool:
 
 def retention_filter(
     time_field: str, older_than: timedelta | float | str, time_unit: str, reference: datetime
-) -> tuple[dict, int]:
+) -> tuple[dict[str, Any], int]:
     """The filter for "records older than ``older_than`` at ``reference``", and its cutoff.
 
     ``time_field`` holds each record's time as an int64 epoch in ``time_unit`` (``"s"``
@@ -141,11 +142,7 @@ def retention_filter(
     down to a whole unit: a record younger than ``older_than`` is never matched.
     """
     field = _field_name(time_field, "time_field")
-    if not isinstance(time_unit, str) or time_unit not in TIME_UNITS:
-        raise InvalidFilterError(
-            f"time_unit must be 's' (epoch seconds) or 'ms' (epoch milliseconds), as {field!r} "
-            f"stores them; got {time_unit!r}"
-        )
+    per_second = _units_per_second(time_unit, field)
     age = _age_microseconds(older_than)
     if not isinstance(reference, datetime):
         raise InvalidFilterError(
@@ -158,17 +155,17 @@ def retention_filter(
             "(the run's data_interval_end is; or datetime.now(timezone.utc))"
         )
     cutoff_us = (reference - _EPOCH) // _MICROSECOND - age
-    cutoff = cutoff_us // (1_000_000 // TIME_UNITS[time_unit])
+    cutoff = cutoff_us // (1_000_000 // per_second)
     return {"op": "range", "field": field, "lt": cutoff}, cutoff
 
 
-def and_filters(*filters: Mapping | None) -> dict:
+def and_filters(*filters: Mapping[str, Any] | None) -> dict[str, Any]:
     """All of ``filters`` (AND), nested ands flattened; None and ``{}`` add nothing.
 
     One filter is returned as (a copy of) itself; none gives ``{}``, which ``parse_filter``
     refuses as ``del_all``. The filters themselves are not checked: ``parse_filter`` does that.
     """
-    conds: list = []
+    conds: list[Mapping[str, Any]] = []
     for position, item in enumerate(filters):
         if item is None:
             continue
@@ -195,7 +192,7 @@ def filter_fields(value: object) -> set[str]:
 # ---- the checks ----
 
 
-def _check(value: object, path: str, depth: int) -> dict:
+def _check(value: object, path: str, depth: int) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidFilterError(
             f"{path} is {a_type(value)} ({preview(repr(value))}): each filter is a dict with an op"
@@ -220,7 +217,7 @@ def _check(value: object, path: str, depth: int) -> dict:
                 f"{path} has the unknown key {preview(repr(key))}: {_a_op(op)} filter takes "
                 f"{', '.join(allowed)}{_key_hint(op, key)}"
             )
-    out: dict = {"op": op}
+    out: dict[str, Any] = {"op": op}
     if op in ("and", "or"):
         conds = _conds(value, path, op, "a non-empty list of filters")
         out["conds"] = [_check(item, f"{path}.conds[{i}]", depth + 1) for i, item in enumerate(conds)]
@@ -236,7 +233,7 @@ def _check(value: object, path: str, depth: int) -> dict:
     return out
 
 
-def _conds(value: Mapping, path: str, op: str, what: str) -> list | tuple:
+def _conds(value: Mapping[str, Any], path: str, op: str, what: str) -> list[Any] | tuple[Any, ...]:
     if "conds" not in value:
         raise InvalidFilterError(f"{path}.conds is missing: {_a_op(op)} filter takes {what}")
     conds = value["conds"]
@@ -255,8 +252,8 @@ def _conds(value: Mapping, path: str, op: str, what: str) -> list | tuple:
     return conds
 
 
-def _scalar_conds(conds: list | tuple, path: str) -> list:
-    out = []
+def _scalar_conds(conds: list[Any] | tuple[Any, ...], path: str) -> list[str | int | bool]:
+    out: list[str | int | bool] = []
     first_kind, first = "", 0
     for i, item in enumerate(conds):
         where = f"{path}[{i}]"
@@ -277,7 +274,7 @@ def _scalar_conds(conds: list | tuple, path: str) -> list:
             raise InvalidFilterError(
                 f"{where} = {preview(repr(item))} is {a_type(item)}: must and must_not match string, "
                 "int64 and bool fields exactly; "
-                + (f"write {int(item)}" if whole else "for numbers between bounds use a range filter")
+                + (f"write {math.trunc(item)}" if whole else "for numbers between bounds use a range filter")
             )
         else:
             raise InvalidFilterError(
@@ -295,7 +292,7 @@ def _scalar_conds(conds: list | tuple, path: str) -> list:
     return out
 
 
-def _bounds(value: Mapping, path: str, op: str) -> dict:
+def _bounds(value: Mapping[str, Any], path: str, op: str) -> dict[str, int | float]:
     given = [key for key in BOUNDS if key in value]
     if not given:
         raise InvalidFilterError(
@@ -364,6 +361,15 @@ def _field_name(value: object, where: str) -> str:
     return value
 
 
+def _units_per_second(time_unit: object, field: str) -> int:
+    if not isinstance(time_unit, str) or time_unit not in TIME_UNITS:
+        raise InvalidFilterError(
+            f"time_unit must be 's' (epoch seconds) or 'ms' (epoch milliseconds), as {field!r} "
+            f"stores them; got {time_unit!r}"
+        )
+    return TIME_UNITS[time_unit]
+
+
 def _age_microseconds(older_than: object) -> int:
     rule = "older_than is a timedelta or a number of seconds above 0"
     if isinstance(older_than, timedelta):
@@ -379,7 +385,7 @@ def _age_microseconds(older_than: object) -> int:
     return age
 
 
-def _and_parts(value: Mapping, into: list, depth: int) -> None:
+def _and_parts(value: Mapping[str, Any], into: list[Mapping[str, Any]], depth: int) -> None:
     if not value:
         return
     conds = value.get("conds")

@@ -37,7 +37,7 @@ class InvalidIdsError(ValueError):
     """The ids argument cannot be turned into a list of VikingDB primary keys."""
 
 
-class CheckedIds(list):
+class CheckedIds(list[str | int]):
     """What ``normalize_ids`` returns: valid, distinct keys of one type. Normalizing it again is free.
 
     The operator checks ids before calling the hook, and the hook checks whatever it is
@@ -105,11 +105,10 @@ def check_id(value: object, position: int) -> str | int:
     The error names the id and its position. Integers of other types (``numpy.int64``, any
     ``numbers.Integral``) become plain ints; ``str`` subclasses (``numpy.str_``) plain strs.
     """
-    cls = type(value)
-    if cls is str:
+    if type(value) is str:
         if value and (value.isascii() or not _SURROGATE.search(value)):
             return value
-    elif cls is int and INT64_MIN <= value <= INT64_MAX:
+    elif type(value) is int and INT64_MIN <= value <= INT64_MAX:
         return value
     return _check_unusual_id(value, position)
 
@@ -237,6 +236,7 @@ def normalize_ids(ids: object) -> CheckedIds:
     add, append = seen.add, out.append
     # One loop per key type, with the common case inline: this runs once per id.
     if type(first) is str:
+        position = first_position  # only the loop raises UnicodeEncodeError; bound for the handler's sake
         try:
             for position, value in numbered:
                 # encode() is the cheapest complete test for a lone surrogate (it raises)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import operator
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
+from typing import Any
 
 from airflow_provider_vikingdb.ids import (
     INT64,
@@ -50,7 +52,7 @@ class InvalidRecordsError(ValueError):
     """The records (or ttl) given to an upsert cannot be sent as they are."""
 
 
-class CheckedRecords(list):
+class CheckedRecords(list[dict[str, Any]]):
     """What ``check_records`` returns: the records (dicts) with their keys, checked as a whole.
 
     ``ids[n]`` is the primary key of ``self[n]``: the keys of a batch ``self[a:b]`` are
@@ -199,7 +201,9 @@ def check_records(records: object, id_field: str = "id") -> CheckedRecords:
     return out
 
 
-def iter_jsonl_records(lines: Iterable[str | bytes] | str | bytes, id_field: str = "id") -> Iterator[dict]:
+def iter_jsonl_records(
+    lines: Iterable[str | bytes] | str | bytes, id_field: str = "id"
+) -> Iterator[dict[str, Any]]:
     """Parse JSON Lines (one record, a JSON object, per line) and check each record as it goes.
 
     ``lines``: an open file (text or binary), a list of lines, or the whole text. Blank
@@ -208,8 +212,10 @@ def iter_jsonl_records(lines: Iterable[str | bytes] | str | bytes, id_field: str
     over the file to validate (nothing sent on bad input), then again to send.
     """
     checker = RecordChecker(id_field, label="line {}: record", ref="line {}")
-    if isinstance(lines, (str, bytes, bytearray)):
-        lines = lines.split(b"\n" if isinstance(lines, (bytes, bytearray)) else "\n")
+    if isinstance(lines, str):
+        lines = lines.split("\n")
+    elif isinstance(lines, (bytes, bytearray)):
+        lines = lines.split(b"\n")
     for number, line in enumerate(lines, 1):
         if isinstance(line, (bytes, bytearray)):
             try:
@@ -285,7 +291,8 @@ def check_ttl(value: object) -> int | None:
                 f"ttl = {given!r} is not a whole number of seconds: VikingDB's ttl is whole seconds "
                 f"from 1 to {TTL_MAX}"
             )
-        seconds = int(value)
+        # whole, so the same int as int(value); typeshed's Real has no __int__, only __trunc__
+        seconds = operator.index(math.trunc(value))
     else:
         raise InvalidRecordsError(
             f"ttl = {preview(repr(given))} is a {type_name(given)}: give whole seconds (an int) or a "
@@ -353,14 +360,13 @@ def _a(kind: str) -> str:
 
 
 def _check_key(key: object, where: str) -> str | int:
-    cls = type(key)
-    if cls is str:
+    if type(key) is str:
         if not key:
             raise InvalidRecordsError(f"{where} is an empty string: primary keys must be non-empty")
         if problem := surrogate_problem(key):
             raise InvalidRecordsError(f"{where} = {preview(repr(key))} {problem}")
         return key
-    if cls is int or (isinstance(key, int) and not isinstance(key, bool)):
+    if type(key) is int or (isinstance(key, int) and not isinstance(key, bool)):
         key = int(key)  # a plain int (IntEnum keys): the JSON encoder sends the same digits
         if not INT64_MIN <= key <= INT64_MAX:
             raise InvalidRecordsError(f"{where} = {key} is outside the int64 range (-2**63 .. 2**63-1)")
@@ -393,27 +399,27 @@ def _check_key(key: object, where: str) -> str | int:
 
 def _check_value(value: object, depth: int) -> None:
     """Raise ``_Bad`` unless ``value`` encodes as the UTF-8 JSON VikingDB takes."""
-    cls = type(value)
-    if cls is str:
+    # type(...) is, not isinstance: subclasses (IntEnum, numpy.float64) go to _check_other.
+    if type(value) is str:
         if problem := surrogate_problem(value):
             raise _Bad(problem)
-    elif cls is float:
+    elif type(value) is float:
         if not math.isfinite(value):
             raise _Bad(_not_finite(value))
-    elif cls is int:
+    elif type(value) is int:
         if not INT64_MIN <= value <= INT64_MAX:
             raise _Bad(f"= {value} is outside the int64 range, the widest integer VikingDB stores")
-    elif value is None or cls is bool:
+    elif value is None or type(value) is bool:
         return
-    elif cls is list or cls is tuple:
+    elif type(value) is list or type(value) is tuple:
         _check_list(value, depth)
-    elif cls is dict:
+    elif type(value) is dict:
         _check_dict(value, depth)
     else:
         _check_other(value, depth)
 
 
-def _check_list(items: list | tuple, depth: int) -> None:
+def _check_list(items: list[Any] | tuple[Any, ...], depth: int) -> None:
     if depth > MAX_DEPTH:
         raise _Bad(_too_deep())
     # Vectors are long lists of floats: look at them with C loops, element by element only
@@ -437,7 +443,7 @@ def _check_list(items: list | tuple, depth: int) -> None:
             raise
 
 
-def _check_dict(mapping: dict, depth: int) -> None:
+def _check_dict(mapping: dict[object, object], depth: int) -> None:
     if depth > MAX_DEPTH:
         raise _Bad(_too_deep())
     for name, item in mapping.items():

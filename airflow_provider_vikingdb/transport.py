@@ -16,7 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
+from urllib.request import (  # type: ignore[attr-defined]  # typeshed omits proxy_bypass_environment
+    getproxies_environment,
+    proxy_bypass_environment,
+)
 
 from airflow_provider_vikingdb.connection import VikingDBConnectionConfig
 from airflow_provider_vikingdb.exceptions import (

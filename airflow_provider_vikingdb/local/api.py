@@ -121,7 +121,7 @@ def output_fields_param(body: Body) -> list[str] | None:
     return fields
 
 
-def shown(fields: dict, output_fields: list[str] | None) -> dict:
+def shown(fields: dict[str, Any], output_fields: list[str] | None) -> dict[str, Any]:
     if output_fields is None:
         return dict(fields)
     return {name: fields[name] for name in output_fields if name in fields}
@@ -159,7 +159,7 @@ def delete(store: Store, body: Body) -> None:
     return None
 
 
-def upsert(store: Store, body: Body) -> dict:
+def upsert(store: Store, body: Body) -> dict[str, Any]:
     rows = _rows(body)
     ttl = _ttl(body)
     _optional_bool(body, "async")
@@ -174,7 +174,7 @@ def upsert(store: Store, body: Body) -> dict:
     return {"token_usage": {}}
 
 
-def update(store: Store, body: Body) -> dict:
+def update(store: Store, body: Body) -> dict[str, Any]:
     rows = _rows(body)
     ttl = _ttl(body)
     with store.lock:
@@ -197,12 +197,14 @@ def update(store: Store, body: Body) -> dict:
     return {"token_usage": {}}
 
 
-def _fetch(records: dict, keys: list[Any], output_fields: list[str] | None) -> dict:
+def _fetch(
+    records: dict[Any, dict[str, Any]], keys: list[Any], output_fields: list[str] | None
+) -> dict[str, Any]:
     found = [{"id": key, "fields": shown(records[key], output_fields)} for key in keys if key in records]
     return {"fetch": found, "ids_not_exist": [key for key in keys if key not in records]}
 
 
-def fetch_in_collection(store: Store, body: Body) -> dict:
+def fetch_in_collection(store: Store, body: Body) -> dict[str, Any]:
     ids = _id_list(body)
     output_fields = output_fields_param(body)
     with store.lock:
@@ -212,7 +214,7 @@ def fetch_in_collection(store: Store, body: Body) -> dict:
         return _fetch(collection.records, keys, output_fields)
 
 
-def fetch_in_index(store: Store, body: Body) -> dict:
+def fetch_in_index(store: Store, body: Body) -> dict[str, Any]:
     ids = _id_list(body)
     output_fields = output_fields_param(body)
     partition_param(body)

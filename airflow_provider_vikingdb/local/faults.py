@@ -52,6 +52,13 @@ def full_path(path: str) -> str:
     return path if path.startswith("/") else API_PREFIX + path.lstrip("/")
 
 
+def _http_status(status: object) -> int:
+    """``status`` if it is an HTTP status code (an int from 100 to 599); else ValueError."""
+    if not (isinstance(status, int) and 100 <= status <= 599):
+        raise ValueError(f"status must be an HTTP status code, not {status!r}")
+    return status
+
+
 def echo_page(status: int, headers: Iterable[tuple[str, str]]) -> bytes:
     """A proxy's error page that shows the request headers verbatim (secrets included).
 
@@ -157,8 +164,7 @@ class ScriptedFaults:
         ``echo_headers=True``: the body is a proxy's HTML error page that repeats every
         request header verbatim, ``Authorization`` and ``X-Security-Token`` included.
         """
-        if not (isinstance(status, int) and 100 <= status <= 599):
-            raise ValueError(f"status must be an HTTP status code, not {status!r}")
+        status = _http_status(status)
         if echo_headers and body is not None:
             raise ValueError("give either body or echo_headers=True, not both")
         raw = body.encode("utf-8") if isinstance(body, str) else body

@@ -67,8 +67,8 @@ def value_problem(value: Any, field_type: str) -> str | None:
     return None
 
 
-def check_field_type(field_type: Any, where: str) -> str:
-    if field_type not in FIELD_TYPES:
+def check_field_type(field_type: object, where: str) -> str:
+    if not isinstance(field_type, str) or field_type not in FIELD_TYPES:
         raise ValueError(f"{where}: field type {field_type!r} is not one of {', '.join(FIELD_TYPES)}")
     return field_type
 
@@ -84,13 +84,13 @@ def parse_field_spec(spec: str) -> tuple[str, str, str]:
     return collection, name, check_field_type(field_type, f"field spec {spec!r}")
 
 
-def check_fields(fields: Mapping[str, str] | None, where: str) -> dict[str, str]:
-    """A ``{name: type}`` mapping, checked; ValueError names the bad entry."""
+def check_fields(fields: object, where: str) -> dict[str, str]:
+    """A ``{name: type}`` mapping (or None: no fields), checked; ValueError names the bad entry."""
     if fields is None:
         return {}
     if not isinstance(fields, Mapping):
         raise ValueError(f"{where}: fields must be a mapping of field name to type, not {fields!r}")
-    checked = {}
+    checked: dict[str, str] = {}
     for name, field_type in fields.items():
         if not isinstance(name, str) or not name:
             raise ValueError(f"{where}: field names must be non-empty strings, not {name!r}")

@@ -114,10 +114,13 @@ class Filter:
                     keys.update(by_value.get(value, ()))
             return Source(exact=True, size=len(keys), keys=keys)
         if self.op == "and":
-            found = [(s, n) for n, s in enumerate(cond.source(view) for cond in self.conds) if s is not None]
-            if not found:
+            # and/or: conds holds the compiled sub-filters
+            offered: list[tuple[Source, int]] = [
+                (s, n) for n, s in enumerate(cond.source(view) for cond in self.conds) if s is not None
+            ]
+            if not offered:
                 return None
-            best, position = min(found, key=lambda pair: pair[0].size)
+            best, position = min(offered, key=lambda pair: pair[0].size)
             if not best.exact:
                 return Source(False, best.size, best.field, best.intervals, best.keys, self.matches)
             rest = [cond.matches for n, cond in enumerate(self.conds) if n != position]
@@ -216,7 +219,7 @@ def _compile_must(raw: Mapping[str, Any], op: str, name: str, field_type: str, w
             value = record.get(name, _MISSING)
             if value is _MISSING:
                 return None
-            return any(element in wanted for element in value)  # type: ignore[union-attr]
+            return any(element in wanted for element in value)
 
         found = any_in
     else:
@@ -248,13 +251,17 @@ def _compile_range(raw: Mapping[str, Any], op: str, name: str, field_type: str, 
 
     checks: list[Callable[[Any], bool]] = []
     if "gt" in bounds:
-        checks.append(lambda v, b=bounds["gt"]: v > b)
+        gt = bounds["gt"]
+        checks.append(lambda v: v > gt)
     if "gte" in bounds:
-        checks.append(lambda v, b=bounds["gte"]: v >= b)
+        gte = bounds["gte"]
+        checks.append(lambda v: v >= gte)
     if "lt" in bounds:
-        checks.append(lambda v, b=bounds["lt"]: v < b)
+        lt = bounds["lt"]
+        checks.append(lambda v: v < lt)
     if "lte" in bounds:
-        checks.append(lambda v, b=bounds["lte"]: v <= b)
+        lte = bounds["lte"]
+        checks.append(lambda v: v <= lte)
     inside = op == "range"
 
     def test(record: Mapping[str, Any]) -> bool:

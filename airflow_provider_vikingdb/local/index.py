@@ -175,7 +175,7 @@ class IndexView:
 
     def __init__(self, fields: Mapping[str, str]) -> None:
         self.fields: dict[str, str] = {}
-        self.records: dict[Any, dict] = {}
+        self.records: dict[Any, dict[str, Any]] = {}
         #: sequence number of the write each record comes from (see Collection)
         self.seqs: dict[Any, int] = {}
         self.sorted: dict[str, SortedPairs] = {}
@@ -201,7 +201,7 @@ class IndexView:
                     for element in _elements(fields[name], is_list):
                         self.values[name].setdefault(element, set()).add(key)
 
-    def put(self, key: Any, fields: dict, seq: int) -> None:
+    def put(self, key: Any, fields: dict[str, Any], seq: int) -> None:
         old = self.records.get(key)
         if old is not None:
             self._unindex(key, old)
@@ -209,7 +209,7 @@ class IndexView:
         self.seqs[key] = seq
         self._index(key, fields)
 
-    def put_many(self, items: list[tuple[Any, dict]], seq: int) -> None:
+    def put_many(self, items: list[tuple[Any, dict[str, Any]]], seq: int) -> None:
         """Put many records at once (a bulk load): sorted structures are rebuilt once."""
         items = list(dict(items).items())  # the last row of a key wins, as with one put each
         for key, _ in items:
@@ -249,7 +249,7 @@ class IndexView:
         for by_value in self.values.values():
             by_value.clear()
 
-    def _index(self, key: Any, fields: dict) -> None:
+    def _index(self, key: Any, fields: dict[str, Any]) -> None:
         for name, pairs in self.sorted.items():
             if name in fields:
                 pairs.add((fields[name], key))
@@ -258,7 +258,7 @@ class IndexView:
                 for element in _elements(fields[name], self.fields[name] in LIST_TYPES):
                     by_value.setdefault(element, set()).add(key)
 
-    def _unindex(self, key: Any, fields: dict) -> None:
+    def _unindex(self, key: Any, fields: dict[str, Any]) -> None:
         for name, pairs in self.sorted.items():
             if name in fields:
                 pairs.remove((fields[name], key))

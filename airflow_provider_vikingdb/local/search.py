@@ -118,14 +118,14 @@ def _interval_page(
     return page
 
 
-def _item(view: IndexView, key: Any, output_fields: list[str] | None, score: Any) -> dict:
+def _item(view: IndexView, key: Any, output_fields: list[str] | None, score: Any) -> dict[str, Any]:
     return {"id": key, "fields": shown(view.records[key], output_fields), "score": score, "ann_score": score}
 
 
 # --- endpoints ---
 
 
-def search_scalar(store: Store, body: Body) -> dict:
+def search_scalar(store: Store, body: Body) -> dict[str, Any]:
     limit, offset, output_fields = _page_params(body)
     name = body.get("field")
     if name is None:
@@ -169,7 +169,7 @@ def search_scalar(store: Store, body: Body) -> dict:
     return {"data": data, "total_return_count": len(data), "filter_matched_count": matched}
 
 
-def search_random(store: Store, body: Body) -> dict:
+def search_random(store: Store, body: Body) -> dict[str, Any]:
     limit, offset, output_fields = _page_params(body)
     with store.lock:
         collection = find_collection(store, body)
@@ -188,7 +188,7 @@ def _group_key(value: Any) -> str:
     return str(value)
 
 
-def agg(store: Store, body: Body) -> dict:
+def agg(store: Store, body: Body) -> dict[str, Any]:
     op = body.get("op")
     if op is None:
         raise missing("op is required; the only aggregation is 'count'.")
@@ -236,7 +236,7 @@ def agg(store: Store, body: Body) -> dict:
             else:
                 records = view.records
                 counts = Counter(records[key][name] for key in keys if name in records[key])
-    groups = {
+    counted = {
         _group_key(value): count for value, count in sorted(counts.items()) if above is None or count > above
     }
-    return {"op": "count", "field": name, "agg": groups}
+    return {"op": "count", "field": name, "agg": counted}

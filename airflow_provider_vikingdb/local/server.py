@@ -17,7 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_vikingdb.local import errors, routes
 from airflow_provider_vikingdb.local.auth import RequestVerifier
@@ -26,6 +26,9 @@ from airflow_provider_vikingdb.local.faults import Fault, FaultScript, ScriptedF
 from airflow_provider_vikingdb.local.fields import check_fields, parse_field_spec
 from airflow_provider_vikingdb.local.httpd import Answer, HTTPServer, envelope
 from airflow_provider_vikingdb.local.store import Store, parse_collection_spec, parse_index_spec
+
+if TYPE_CHECKING:
+    from email.message import Message
 
 logger = logging.getLogger("airflow_provider_vikingdb.local")
 
@@ -60,7 +63,7 @@ class _Request:
     method: str
     path: str
     query: str
-    headers: Mapping[str, str]  # as received (names in their case, in order)
+    headers: Mapping[str, str] | Message[str, str]  # as received (names in their case, in order)
     lower: dict[str, str]  # lower-cased names, for the checks
     body: bytes
     parsed: Any
@@ -278,14 +281,14 @@ class LocalVikingDB(ScriptedFaults):
             self.store.current(target)
             target.load(split)
 
-    def records(self, collection: str) -> dict[Any, dict]:
+    def records(self, collection: str) -> dict[Any, dict[str, Any]]:
         """The collection now: id -> fields (the primary key is the dict key, not a field)."""
         with self.store.lock:
             target = self.store.get(collection)
             self.store.current(target)
             return {key: dict(fields) for key, fields in target.records.items()}
 
-    def index_records(self, collection: str) -> dict[Any, dict]:
+    def index_records(self, collection: str) -> dict[Any, dict[str, Any]]:
         """What the collection's indexes hold now (the collection as of the index lag)."""
         with self.store.lock:
             view = self.store.index_view(self.store.get(collection))
@@ -323,7 +326,7 @@ class LocalVikingDB(ScriptedFaults):
         method: str,
         path: str,
         query: str,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | Message[str, str],  # a Mapping, or http.server's headers
         body: bytes,
         client: tuple[str, int],
     ) -> Answer:
@@ -466,7 +469,9 @@ def _fault_answer(fault: Fault, request: _Request) -> Answer:
     return Answer(fault.status, raw, fault.code, headers)
 
 
-def _fields_by_collection(fields: Mapping[str, Mapping[str, str]] | Iterable[str] | None) -> dict[str, dict]:
+def _fields_by_collection(
+    fields: Mapping[str, Mapping[str, str]] | Iterable[str] | None,
+) -> dict[str, dict[str, str]]:
     """``{"coll": {"name": "type"}}`` or specs ``"coll:name:type"`` -> {collection: {name: type}}."""
     if fields is None:
         return {}

@@ -119,7 +119,7 @@ class Change:
     seq: int
     op: str  # "put", "delete" or "delete_all"
     key: Any = None
-    fields: dict | None = None
+    fields: dict[str, Any] | None = None
 
 
 class Collection:
@@ -147,7 +147,7 @@ class Collection:
         if key_field in self.fields:
             raise ValueError(f"collection {name!r}: {key_field!r} is the primary key, not a scalar field")
         self.indexes = {default_index_name(name), *indexes}
-        self.records: dict[Any, dict] = {}
+        self.records: dict[Any, dict[str, Any]] = {}
         self.bucket: TokenBucket | None = None
         #: what the indexes hold: the records as of the index lag
         self.index = IndexView(self.fields)
@@ -177,7 +177,7 @@ class Collection:
                 )
         return ids
 
-    def split_row(self, row: Any, position: int) -> tuple[Any, dict]:
+    def split_row(self, row: Any, position: int) -> tuple[Any, dict[str, Any]]:
         """A data row -> (primary key, the other fields); declared fields must have their type."""
         if not isinstance(row, Mapping):
             raise invalid(f"data[{position}] is not a JSON object.")
@@ -199,12 +199,14 @@ class Collection:
 
     # -- writes (callers validated everything first and called expire(now)) --
 
-    def _log(self, at: float, op: str, key: Any = None, fields: dict | None = None) -> int:
+    def _log(self, at: float, op: str, key: Any = None, fields: dict[str, Any] | None = None) -> int:
         self._seq += 1
         self._pending.append(Change(at, self._seq, op, key, fields))
         return self._seq
 
-    def put(self, key: Any, fields: dict, now: float, ttl: int | None = None, keep_ttl: bool = False) -> None:
+    def put(
+        self, key: Any, fields: dict[str, Any], now: float, ttl: int | None = None, keep_ttl: bool = False
+    ) -> None:
         """Write a record. ``ttl`` seconds from now (None or 0: none); ``keep_ttl``: leave it as is."""
         self.records[key] = fields
         seq = self._log(now, "put", key, fields)
@@ -247,7 +249,7 @@ class Collection:
         found = self._expiry.get(key)
         return None if found is None else found[0]
 
-    def load(self, rows: Iterable[tuple[Any, dict]]) -> None:
+    def load(self, rows: Iterable[tuple[Any, dict[str, Any]]]) -> None:
         """Write straight into the collection *and* the index, bypassing the lag (no TTL).
 
         The writes get the newest sequence number, so older changes still pending for
@@ -280,7 +282,8 @@ class Collection:
                 index.remove_older_than(change.seq)
             elif index.seqs.get(change.key, -1) < change.seq:
                 if change.op == "put":
-                    index.put(change.key, change.fields, change.seq)  # type: ignore[arg-type]
+                    assert change.fields is not None  # a put always logs its fields
+                    index.put(change.key, change.fields, change.seq)
                 else:
                     index.remove(change.key)
 

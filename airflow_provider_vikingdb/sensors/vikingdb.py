@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator
 
@@ -38,6 +38,7 @@ from airflow_provider_vikingdb.index_sync import (
     DEFAULT_POKE_INTERVAL,
     IndexSyncCheck,
     check_max_checked_ids,
+    check_seconds,
     default_timeout,
     look_once,
     plan_check,
@@ -110,6 +111,8 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         check_ids_args(name, ids, del_all, "give the deleted ids (e.g. ids=upstream.output) or del_all=True")
         try:
             check_max_checked_ids(max_checked_ids)
+            if settle is not None:
+                check_seconds("settle", settle)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
         self.collection_name = collection_name
@@ -122,10 +125,6 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         self.vikingdb_conn_id = vikingdb_conn_id
         self.max_checked_ids = max_checked_ids
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        if settle is not None and (
-            isinstance(settle, bool) or not isinstance(settle, (int, float)) or settle < 0
-        ):
-            raise ValueError(f"{name}: settle must be a non-negative number of seconds, got {settle!r}")
         self.settle = settle
         self._check: IndexSyncCheck | None = None
         self._total_ids = 0
@@ -251,5 +250,5 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
             ),
         }
 
-    def _fail(self, message: str):
+    def _fail(self, message: str) -> NoReturn:
         fail_task(self, message)

@@ -65,7 +65,7 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
         started_at: float | None = None,
         total_ids: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ has no annotations
         self.vikingdb_conn_id = vikingdb_conn_id
         self.target = dict(target)
         self.index_name = index_name
@@ -152,22 +152,21 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
         self, status: str, check: IndexSyncCheck, message: str, error: VikingDBError | None = None
     ) -> TriggerEvent:
         pending = check.last_records if check.del_all else check.remaining
-        return TriggerEvent(
-            {
-                "status": status,
-                "message": message,
-                "target": str(Target.from_body(self.target)),
-                "index_name": self.index_name,
-                "del_all": check.del_all,
-                "checked": check.checked,
-                "total_ids": self.total_ids,
-                "still_indexed": check.still_indexed,
-                "first_still_indexed": list(pending or [])[:SHOWN],
-                "looks": check.looks,
-                "proof": check.proof,
-                "waited_seconds": round(time.time() - self.started_at, 3),
-                "code": error.code if error else None,
-                "http_status": error.http_status if error else None,
-                "request_id": error.request_id if error else None,
-            }
-        )
+        payload: dict[str, Any] = {
+            "status": status,
+            "message": message,
+            "target": str(Target.from_body(self.target)),
+            "index_name": self.index_name,
+            "del_all": check.del_all,
+            "checked": check.checked,
+            "total_ids": self.total_ids,
+            "still_indexed": check.still_indexed,
+            "first_still_indexed": list(pending or [])[:SHOWN],
+            "looks": check.looks,
+            "proof": check.proof,
+            "waited_seconds": round(time.time() - self.started_at, 3),
+            "code": error.code if error else None,
+            "http_status": error.http_status if error else None,
+            "request_id": error.request_id if error else None,
+        }
+        return TriggerEvent(payload)  # type: ignore[no-untyped-call]  # Airflow's TriggerEvent has no annotations
