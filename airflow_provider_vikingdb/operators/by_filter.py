@@ -78,7 +78,7 @@ def check_filter_args(
         pass  # checked once rendered
     elif filter is not None:
         parse_filter(filter)
-    if time_field is not None:
+    if time_field is not None and not (isinstance(older_than, str) and "{{" in older_than):
         retention_filter(time_field, older_than, time_unit, dt.datetime.now(dt.timezone.utc))
 
 
@@ -89,7 +89,7 @@ def reference_time(context: Context, log: Any) -> tuple[dt.datetime, str]:
         if isinstance(value, dt.datetime) and value.utcoffset() is not None:
             if key != "data_interval_end":
                 log.warning("The run has no data_interval_end: the cutoff is measured from its %s.", key)
-            return value, key
+            return _plain_utc(value), key
     log.warning("The run has no data_interval_end nor logical_date: the cutoff is measured from now.")
     return dt.datetime.now(dt.timezone.utc), "now"
 
@@ -179,3 +179,9 @@ def execute_by_filter(op: Any, context: Context, target: Target, dry_run: bool) 
     summary = {**base, **result.to_dict(), "ids_requested": result.ids_deleted}
     summary["filter"], summary["target"] = flt, str(target)
     return summary
+
+
+def _plain_utc(value: dt.datetime) -> dt.datetime:
+    """A stdlib datetime in UTC: Airflow hands pendulum ones, whose differences are not timedeltas."""
+    utc = value.astimezone(dt.timezone.utc)
+    return dt.datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=dt.timezone.utc)

@@ -79,6 +79,7 @@ class VikingDBDeleteOperator(BaseOperator):
     :param time_field: with ``older_than``: delete the records whose int64 ``time_field`` (epoch in
         ``time_unit``, "s" or "ms") is older than ``older_than`` (a timedelta or seconds) at the
         run's ``data_interval_end``, so a retry deletes the same set. ANDed with ``filter``.
+        ``older_than`` is templated (a rendered number of seconds is read as one).
     :param sort_field: an int64/float32 field to page by (default: ``time_field``); without one,
         pages come from ``search/random``.
     :param page_size: ids per search page, 1..5000. ``max_passes``: searches after the index has
@@ -119,6 +120,7 @@ class VikingDBDeleteOperator(BaseOperator):
         "wait_for_index",
         "dry_run",
         "filter",
+        "older_than",
     )
     ui_color = "#e8f1ff"
 
