@@ -94,7 +94,11 @@ def test_iter_matching_ids_yields_every_match_once_page_by_page(server):
     for sort_field in ("created_at", None):
         pages = list(
             hook.iter_matching_ids(
-                index_name="c_index", collection_name="c", filter=GROUP_A, sort_field=sort_field, page_size=400
+                index_name="c_index",
+                collection_name="c",
+                filter=GROUP_A,
+                sort_field=sort_field,
+                page_size=400,
             )
         )
         assert max(len(p) for p in pages) <= 400
@@ -143,7 +147,9 @@ def test_records_that_keep_matching_fail_after_max_passes_saying_how_many(server
     runner = hook.filter_delete(index_name="c_index", collection_name="c", filter=GROUP_A, max_passes=2)
     monkeypatch.setattr(runner, "count", lambda: 7)  # an index that never reflects the deletes
     monkeypatch.setattr(runner, "_wait_for_index", lambda ids, at: None)
-    with pytest.raises(FilterDeleteError, match="7 records of index 'c_index' still match the filter after 2"):
+    with pytest.raises(
+        FilterDeleteError, match="7 records of index 'c_index' still match the filter after 2"
+    ):
         runner.run(20)
 
 
@@ -190,11 +196,14 @@ def test_retention_cutoff_comes_from_the_data_interval_end(server):
 
     op = make(filter=GROUP_A, time_field="created_at", older_than=dt.timedelta(days=90), index_name="c_index")
     end = dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc)
-    flt, cutoff, reference = build_filter(op, {"data_interval_end": end, "logical_date": end - dt.timedelta(1)})
+    flt, cutoff, reference = build_filter(
+        op, {"data_interval_end": end, "logical_date": end - dt.timedelta(1)}
+    )
     assert reference == "data_interval_end"
     assert cutoff == int((end - dt.timedelta(days=90)).timestamp())
     assert flt == {"op": "and", "conds": [GROUP_A, {"op": "range", "field": "created_at", "lt": cutoff}]}
     _, cutoff_ms, reference = build_filter(
-        make(time_field="created_at", older_than=60, time_unit="ms", index_name="c_index"), {"logical_date": end}
+        make(time_field="created_at", older_than=60, time_unit="ms", index_name="c_index"),
+        {"logical_date": end},
     )
     assert (cutoff_ms, reference) == (int(end.timestamp() - 60) * 1000, "logical_date")
