@@ -50,9 +50,15 @@ def write_records(ids: list[str]) -> str:
 
 @contextmanager
 def local_server(
-    records_file: str, *, quota: float | None, latency_ms: float, collection: str = "bench"
+    records_file: str,
+    *,
+    quota: float | None,
+    latency_ms: float,
+    collection: str = "bench",
+    extra: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     command = [str(BIN / "vikingdb-local"), "--port", "0", "--collection", collection, "--ak", AK, "--sk", SK]
+    command += list(extra)
     command += ["--load", records_file, "--latency-ms", str(latency_ms), "--log-level", "INFO"]
     if quota is not None:
         command += ["--quota", str(quota)]

@@ -1,22 +1,21 @@
 """Data retention: every day, delete the embeddings of documents past their retention period.
 
-The source of truth is a small catalog of documents (``data/documents.csv``:
-id, title, updated_at) standing in for your source system. The upstream task
-finds the ids older than ``retention_days`` at the run's logical date and hands
-them to the delete step as an XComArg: the real list, and the dependency.
+No list of ids is needed: each record carries ``updated_ts``, an int64 epoch in seconds
+with a scalar index in ``{collection}_index``, and the operator deletes what is older than
+``retention_days`` at the run's ``data_interval_end`` (a retry of the same run deletes the
+same set). VikingDB has no delete-by-filter: the operator searches the index page by page
+(ordered by ``updated_ts``), deletes each page, waits until the index has applied the
+deletes and verifies that nothing older than the cutoff is left. ``max_delete`` stops a
+run that would delete more than a day's retention should (a wrong field, a wrong unit).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-from pathlib import Path
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag
 
 from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
-
-CATALOG = Path(__file__).parent / "data" / "documents.csv"
 
 
 @dag(
@@ -31,22 +30,13 @@ CATALOG = Path(__file__).parent / "data" / "documents.csv"
     tags=["vikingdb", "example"],
 )
 def vikingdb_retention():
-    @task
-    def find_expired_ids() -> list[str]:
-        context = get_current_context()
-        now = context.get("logical_date") or dt.datetime.now(dt.timezone.utc)
-        cutoff = (now - dt.timedelta(days=int(context["params"]["retention_days"]))).date()
-        with CATALOG.open(newline="") as f:
-            expired = [
-                row["id"] for row in csv.DictReader(f) if dt.date.fromisoformat(row["updated_at"]) < cutoff
-            ]
-        print(f"{len(expired)} documents updated before {cutoff} are past retention")
-        return expired
-
     VikingDBDeleteOperator(
         task_id="delete_expired",
         collection_name="{{ params.collection }}",
-        ids=find_expired_ids(),
+        index_name="{{ params.collection }}_index",
+        time_field="updated_ts",  # int64 epoch seconds (time_unit="ms" for milliseconds)
+        older_than="{{ params.retention_days * 86400 }}",  # seconds; or a timedelta
+        max_delete=1000,  # fail, deleting nothing, if more than this many match
     )
 
 

@@ -1,7 +1,10 @@
 """`make demo`: real example pipelines against the local VikingDB server, no cloud account.
 
-1. starts `vikingdb-local` with the 1,200 documents of example_dags/data/documents.csv;
-2. runs the retention example with `airflow dags test` and shows what it deleted;
+1. starts `vikingdb-local` with the 1,200 documents of example_dags/data/documents.csv, each
+   given `updated_ts` (int64 epoch seconds), its `updated_at` day moved so that the catalog's
+   ages are kept relative to today;
+2. runs the retention example (delete by `time_field`/`older_than`) for today with
+   `airflow dags test` and shows what it deleted;
 3. runs the ETL rollback example with a bad load and shows the rollback;
 4. prints what is left in the collection (read back over signed HTTP) and stops the server.
 """
@@ -9,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import subprocess
@@ -20,7 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CATALOG = ROOT / "example_dags" / "data" / "documents.csv"
 COLLECTION = "documents"
-LOGICAL_DATE = "2026-01-15"
+#: the day the catalog's dates are relative to; the demo moves them to today
+CATALOG_DAY = dt.date(2026, 1, 15)
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+LOGICAL_DATE = TODAY.isoformat()
 # Demo credentials: the server accepts these, the connection signs with them. Five characters
 # or more, so that Airflow's secret masker takes the SK (it skips shorter secrets).
 ACCESS_KEY, SECRET_KEY = "AKLOCALDEMO", "local-demo-secret-key"
@@ -34,6 +41,10 @@ def start_server(records_file: Path) -> tuple[subprocess.Popen, str]:
             "0",
             "--collection",
             COLLECTION,
+            "--field",
+            f"{COLLECTION}:updated_ts:int64",
+            "--field",
+            f"{COLLECTION}:load_run_id:string",
             "--load",
             str(records_file),
             # the index lags the collection as the real one does (about 20 s there): the rollback's
@@ -96,10 +107,19 @@ def count_present(hook, ids: list[str]) -> int:
     return len(hook.fetch_in_collection(ids, collection_name=COLLECTION)["fetch"]) if ids else 0
 
 
+def with_timestamps(documents: list[dict]) -> list[dict]:
+    """Each document with ``updated_ts``: its age in the catalog (days before CATALOG_DAY), from today."""
+    midnight = dt.datetime.combine(TODAY, dt.time(), tzinfo=dt.timezone.utc)
+    for doc in documents:
+        age = CATALOG_DAY - dt.date.fromisoformat(doc["updated_at"])
+        doc["updated_ts"] = int((midnight - age).timestamp())
+    return documents
+
+
 def main() -> int:
     started = time.monotonic()
     with CATALOG.open(newline="") as f:
-        documents = list(csv.DictReader(f))
+        documents = with_timestamps(list(csv.DictReader(f)))
     records_file = ROOT / ".airflow" / "demo-documents.jsonl"
     records_file.parent.mkdir(exist_ok=True)
     records_file.write_text("".join(json.dumps(doc) + "\n" for doc in documents))
@@ -126,15 +146,18 @@ def main() -> int:
             f"{count_present(hook, catalog_ids)} documents.\n"
         )
 
-        print("1. Data retention: delete documents not updated in the last 30 days")
+        print("1. Data retention: delete documents not updated in the last 30 days (by filter, no id list)")
         airflow_dags_test("vikingdb_retention")
         state, tasks, xcom = last_run("vikingdb_retention")
         summary = xcom.get("delete_expired") or {}
         print(f"    run {state}; tasks {tasks}")
         print(
-            f"    deleted {summary.get('ids_deleted')} ids in {summary.get('batches')} batches "
+            f"    {summary.get('matched')} documents had updated_ts < {summary.get('cutoff')}: deleted "
+            f"{summary.get('ids_deleted')} ids in {summary.get('pages')} search pages and "
+            f"{summary.get('batches')} batches; {summary.get('remaining')} still match "
             f"(last request_id {summary.get('last_request_id')})"
         )
+        expected = sum(1 for doc in documents if doc["updated_ts"] < (summary.get("cutoff") or 0))
         left = count_present(hook, catalog_ids)
         print(f"    {COLLECTION!r} now holds {left} documents\n")
 
@@ -155,6 +178,8 @@ def main() -> int:
 
         ok = (
             summary.get("ids_deleted", 0) > 0
+            and summary.get("ids_deleted") == expected
+            and summary.get("remaining") == 0
             and left == len(catalog_ids) - summary["ids_deleted"]
             and tasks.get("rollback") == "success"
             and rollback.get("ids_deleted") == len(loaded) > 0

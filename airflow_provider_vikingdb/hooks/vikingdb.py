@@ -38,6 +38,16 @@ from airflow_provider_vikingdb.exceptions import (
     VikingDBError,
     VikingDBInterruptedError,
 )
+from airflow_provider_vikingdb.filter_delete import (
+    DEFAULT_MAX_PASSES,
+    DEFAULT_VERIFY_TIMEOUT,
+    MAX_PAGE_SIZE,
+    FilterDelete,
+    FilterDeleteResult,
+    OffsetPager,
+    ScalarPager,
+)
+from airflow_provider_vikingdb.filters import parse_filter
 from airflow_provider_vikingdb.ids import MAX_BATCH_SIZE, batched, check_batch_size, normalize_ids
 from airflow_provider_vikingdb.ratelimit import AdaptiveRateLimiter, limiter_for
 from airflow_provider_vikingdb.target import Target
@@ -602,6 +612,103 @@ class VikingDBHook(BaseHook):
             body["filter"] = dict(filter)
         result = self.request(AGG_PATH, body).get("result") or {}
         return agg_total(result)
+
+    # ---- delete by filter (VikingDB has none: search the ids, delete them by id) ----
+
+    def iter_matching_ids(
+        self,
+        *,
+        index_name: str,
+        filter: Mapping[str, Any] | str,
+        collection_name: str | None = None,
+        resource_id: str | None = None,
+        sort_field: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[list[str | int]]:
+        """The primary keys of the records of ``index_name`` that match ``filter``, one page (list) at a time.
+
+        Never the whole set in memory. With ``sort_field`` (int64 or float32, scalar-indexed),
+        pages follow a watermark on it (``search/scalar`` ascending), which stays correct when
+        the caller deletes each page before asking for the next while the index still returns
+        deleted records; without it, ``search/random`` by offset (correct for a read-only scan).
+        The filter is checked first (``filters.parse_filter``).
+        """
+        target = Target.of(collection_name, resource_id)
+        flt = parse_filter(filter)
+        base = {**target.body, "index_name": index_name}
+        pager = (
+            ScalarPager(self.request, base, flt, sort_field, page_size)
+            if sort_field
+            else OffsetPager(self.request, base, flt, page_size)
+        )
+        yield from pager
+
+    def filter_delete(
+        self,
+        *,
+        index_name: str,
+        filter: Mapping[str, Any] | str,
+        collection_name: str | None = None,
+        resource_id: str | None = None,
+        sort_field: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        batch_size: int = MAX_BATCH_SIZE,
+        max_concurrency: int | None = None,
+        settle: float | None = None,
+        poke_interval: float | None = None,
+        verify_timeout: float | None = None,
+        max_checked_ids: int | None = None,
+        max_passes: int = DEFAULT_MAX_PASSES,
+        max_delete: int | None = None,
+    ) -> FilterDelete:
+        """A delete by filter, ready to ``count()``, ``sample()`` or ``run()`` (see ``delete_by_filter``)."""
+        from airflow_provider_vikingdb.index_sync import DEFAULT_MAX_CHECKED_IDS, DEFAULT_POKE_INTERVAL
+
+        target = Target.of(collection_name, resource_id)
+        check_batch_size(batch_size)
+        return FilterDelete(
+            send=self.request,
+            delete=lambda ids: self.delete(
+                ids, batch_size=batch_size, max_concurrency=max_concurrency, **target.body
+            ),
+            target=target,
+            index_name=index_name,
+            flt=parse_filter(filter),
+            sort_field=sort_field,
+            page_size=page_size,
+            settle=settle,
+            poke_interval=DEFAULT_POKE_INTERVAL if poke_interval is None else poke_interval,
+            verify_timeout=DEFAULT_VERIFY_TIMEOUT if verify_timeout is None else verify_timeout,
+            max_checked_ids=DEFAULT_MAX_CHECKED_IDS if max_checked_ids is None else max_checked_ids,
+            max_passes=max_passes,
+            max_delete=max_delete,
+            log=self.log,
+            sleep=self._sleep or time.sleep,
+        )
+
+    def delete_by_filter(
+        self, *, index_name: str, filter: Mapping[str, Any] | str, **kwargs: Any
+    ) -> FilterDeleteResult:
+        """Delete every record that ``filter`` matches in ``index_name``, and verify it.
+
+        Counts first (``agg``; ``max_delete`` is checked against it before anything is
+        deleted), then searches page by page and deletes each page through the batch pool
+        while the next page is searched; each pass ends once the index has applied its
+        deletes (ids seen there and then gone, or ``settle`` seconds), then counts again:
+        leftovers get another pass, up to ``max_passes``. Takes ``filter_delete``'s keyword
+        arguments. Raises ``FilterDeleteError`` (its ``result`` says what was done).
+        """
+        runner = self.filter_delete(index_name=index_name, filter=filter, **kwargs)
+        matched = runner.count()
+        if runner.max_delete is not None and matched > runner.max_delete:
+            raise VikingDBConfigError(
+                f"{matched} records match the filter, more than max_delete={runner.max_delete}: nothing was "
+                f"deleted. If that many is intended, raise max_delete to at least {matched}"
+            )
+        if matched == 0:
+            runner.result.matched = runner.result.remaining = 0
+            return runner.result
+        return runner.run(matched)
 
     def ping(self) -> dict[str, Any]:
         return self.request(PING_PATH, method="GET")

@@ -27,6 +27,7 @@ from airflow_provider_vikingdb.arguments import (
 )
 from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.exceptions import VikingDBError
+from airflow_provider_vikingdb.filter_delete import DEFAULT_MAX_PASSES, MAX_PAGE_SIZE
 from airflow_provider_vikingdb.ids import InvalidIdsError, check_batch_size, normalize_ids
 from airflow_provider_vikingdb.index_sync import (
     DEFAULT_MAX_CHECKED_IDS,
@@ -39,10 +40,16 @@ from airflow_provider_vikingdb.index_sync import (
     wait_blocking,
     wait_summary,
 )
+from airflow_provider_vikingdb.operators.by_filter import check_filter_args, execute_by_filter
 from airflow_provider_vikingdb.target import Target
 from airflow_provider_vikingdb.waiting import defer_wait, read_event
 
 __all__ = ["IndexNotSyncedError", "VikingDBDeleteOperator", "parse_del_all"]
+
+_NOTHING_TO_DELETE = (
+    "nothing to delete: give ids (e.g. ids=upstream_task.output), a filter (filter=..., or "
+    "time_field=/older_than=, with index_name), or del_all=True"
+)
 
 #: XCom key of the delete's summary, pushed before waiting for the index
 DELETE_SUMMARY_KEY = "delete_summary"
@@ -57,7 +64,7 @@ if TYPE_CHECKING:
 
 
 class VikingDBDeleteOperator(BaseOperator):
-    """Delete records from a VikingDB collection by primary key, or all of them.
+    """Delete records from a VikingDB collection by primary key, by filter, or all of them.
 
     :param collection_name: the collection (templated). Give this or ``resource_id``.
     :param resource_id: the collection's resource id (templated), instead of its name.
@@ -66,6 +73,17 @@ class VikingDBDeleteOperator(BaseOperator):
         to the text of a list is parsed back into the list; one that renders to ``"None"`` or
         ``""`` fails the task. Repeats are dropped.
     :param del_all: delete every record of the collection (templated; a bool or "true"/"false").
+    :param filter: instead of ids, delete what a VikingDB filter matches (templated; a dict, or its
+        JSON text as Jinja renders it; numeric text in range bounds becomes numbers). Needs
+        ``index_name`` (the ids are searched there). A filter that restricts nothing is refused.
+    :param time_field: with ``older_than``: delete the records whose int64 ``time_field`` (epoch in
+        ``time_unit``, "s" or "ms") is older than ``older_than`` (a timedelta or seconds) at the
+        run's ``data_interval_end``, so a retry deletes the same set. ANDed with ``filter``.
+        ``older_than`` is templated (a rendered number of seconds is read as one).
+    :param sort_field: an int64/float32 field to page by (default: ``time_field``); without one,
+        pages come from ``search/random``.
+    :param page_size: ids per search page, 1..5000. ``max_passes``: searches after the index has
+        applied the deletes, before failing with how many records still match.
     :param batch_size: ids per request, 1..100 (VikingDB's limit is 100).
     :param max_concurrency: requests in flight at once (default: the hook's, 8).
     :param rows_per_second: optional fixed cap; without it the hook adapts to the quota by itself.
@@ -101,6 +119,8 @@ class VikingDBDeleteOperator(BaseOperator):
         "index_name",
         "wait_for_index",
         "dry_run",
+        "filter",
+        "older_than",
     )
     ui_color = "#e8f1ff"
 
@@ -124,16 +144,37 @@ class VikingDBDeleteOperator(BaseOperator):
         max_checked_ids: int = DEFAULT_MAX_CHECKED_IDS,
         max_delete: int | None = None,
         dry_run: bool | str = False,
+        filter: Any = None,
+        time_field: str | None = None,
+        older_than: Any = None,
+        time_unit: str = "s",
+        sort_field: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        max_passes: int = DEFAULT_MAX_PASSES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         # What can be known at parse time fails the DAG import, not a run at 3 a.m.
         owner = f"{type(self).__name__} {self.task_id!r}"
         check_target_args(owner, collection_name, resource_id)
-        check_ids_args(
-            owner, ids, del_all, "nothing to delete: give ids (e.g. ids=upstream_task.output) or del_all=True"
-        )
+        by_filter = filter is not None or time_field is not None or older_than is not None
+        if not by_filter:
+            check_ids_args(owner, ids, del_all, _NOTHING_TO_DELETE)
         try:
+            if by_filter:
+                check_filter_args(
+                    ids=ids,
+                    del_all=del_all,
+                    filter=filter,
+                    time_field=time_field,
+                    older_than=older_than,
+                    time_unit=time_unit,
+                    index_name=index_name,
+                    wait_for_index=wait_for_index,
+                    sort_field=sort_field,
+                    page_size=page_size,
+                    max_passes=max_passes,
+                )
             check_batch_size(batch_size)
             if max_concurrency is not None and (
                 isinstance(max_concurrency, bool)
@@ -171,6 +212,13 @@ class VikingDBDeleteOperator(BaseOperator):
         self.max_checked_ids = max_checked_ids
         self.max_delete = max_delete
         self.dry_run = dry_run
+        self.filter = filter
+        self.time_field = time_field
+        self.older_than = older_than
+        self.time_unit = time_unit
+        self.sort_field = sort_field
+        self.page_size = page_size
+        self.max_passes = max_passes
 
     @cached_property
     def hook(self) -> VikingDBHook:
@@ -195,6 +243,15 @@ class VikingDBDeleteOperator(BaseOperator):
             dry_run = parse_flag("dry_run", self.dry_run)
         except ValueError as exc:
             self._fail(str(exc))
+        if self.filter is not None or self.time_field is not None:
+            if del_all or self.ids is not None:
+                self._fail(
+                    "give ids, del_all=True or a filter: one way to say what to delete. Nothing was sent."
+                )
+            if not rendered_text(self.index_name):
+                self._fail(f"index_name rendered to {self.index_name!r}: a filter is searched in an index.")
+            self.index_name = rendered_text(self.index_name)
+            return execute_by_filter(self, context, target, dry_run)
         if del_all:
             if self.ids is not None:
                 self._fail("give ids or del_all=True, not both (they delete different things)")

@@ -17,13 +17,21 @@ CATALOG = ROOT / "example_dags" / "data" / "documents.csv"
 
 
 def catalog():
+    """The catalog's documents, each with ``updated_ts``: its ``updated_at`` day as epoch seconds."""
     with CATALOG.open(newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        day = dt.datetime.fromisoformat(row["updated_at"]).replace(tzinfo=dt.timezone.utc)
+        row["updated_ts"] = int(day.timestamp())
+    return rows
+
+
+FIELDS = {"documents": {"updated_ts": "int64", "load_run_id": "string"}}
 
 
 @pytest.fixture
 def server(vikingdb_server_factory, monkeypatch):
-    srv = vikingdb_server_factory(collections=("documents",), sk="SK-examples-0123456789")
+    srv = vikingdb_server_factory(collections=("documents",), fields=FIELDS, sk="SK-examples-0123456789")
     monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
     return srv
 
@@ -31,17 +39,19 @@ def server(vikingdb_server_factory, monkeypatch):
 def test_retention_deletes_exactly_the_documents_past_retention(server):
     rows = catalog()
     server.load("documents", rows)
-    result = run_dag("vikingdb_retention")  # logical date 2026-01-15, retention 30 days
+    result = run_dag("vikingdb_retention")  # logical date 2026-01-15 (a time of that day), 30 days
     assert result.state == "success", result
-    cutoff = dt.date(2025, 12, 16)
-    expired = {r["id"] for r in rows if dt.date.fromisoformat(r["updated_at"]) < cutoff}
+    summary = result.xcom["delete_expired"]
+    # the cutoff is the run's data_interval_end (its logical date, for @daily) less 30 days
+    day = dt.datetime(2025, 12, 16, tzinfo=dt.timezone.utc).timestamp()
+    assert day <= summary["cutoff"] < day + 86400
+    expired = {r["id"] for r in rows if r["updated_ts"] < summary["cutoff"]}
     kept = {r["id"] for r in rows} - expired
     assert 0 < len(expired) < len(rows)
     assert set(server.records("documents")) == kept
-    summary = result.xcom["delete_expired"]
-    assert summary["ids_deleted"] == len(expired)
-    assert summary["batches"] == -(-len(expired) // 100)
-    assert sorted(result.xcom["find_expired_ids"]) == sorted(expired)
+    assert summary["ids_deleted"] == summary["matched"] == len(expired)
+    assert summary["remaining"] == 0
+    assert summary["batches"] >= -(-len(expired) // 100)
 
 
 def test_retention_with_a_longer_period_deletes_less(server):
@@ -58,9 +68,19 @@ def test_retention_against_a_missing_collection_fails_loudly(vikingdb_server_fac
     result = run_dag("vikingdb_retention")
     assert result.state == "failed"
     assert result.tasks["delete_expired"] == "failed"
-    assert len([r for r in srv.requests if r.path == DELETE_PATH]) >= 1
+    assert [r for r in srv.requests if r.path == DELETE_PATH] == []  # it fails at the count
     out = capfd.readouterr().out
-    assert "NotFound.VikingdbCollection" in out and "Not done:" in out
+    assert "NotFound.VikingdbCollection" in out and "Nothing was deleted" in out
+
+
+def test_retention_refuses_to_delete_more_than_max_delete(server, capfd):
+    rows = catalog()
+    server.load("documents", rows)
+    result = run_dag("vikingdb_retention", conf={"retention_days": 1})  # most of the catalog
+    assert result.tasks["delete_expired"] == "failed"
+    assert len(server.records("documents")) == len(rows)
+    assert [r for r in server.requests if r.path == DELETE_PATH] == []
+    assert "more than max_delete=1000" in capfd.readouterr().out
 
 
 def test_rollback_takes_back_exactly_this_runs_load_when_validation_fails(server):
@@ -78,6 +98,17 @@ def test_rollback_takes_back_exactly_this_runs_load_when_validation_fails(server
     assert upserted == set(loaded)
     assert sorted(server.records("documents")) == ["existing-1", "existing-2"]
     assert result.xcom["rollback"]["ids_deleted"] == 230
+
+
+def test_rollback_by_filter_takes_back_exactly_this_runs_load(server):
+    server.load("documents", [{"id": "existing-1", "load_run_id": "an earlier run"}, {"id": "existing-2"}])
+    result = run_dag("vikingdb_etl_rollback_by_filter", conf={"bad_load": True, "rows": 230})
+    assert result.state == "failed", result
+    assert (result.tasks["validate"], result.tasks["rollback"]) == ("failed", "success")
+    assert sorted(server.records("documents")) == ["existing-1", "existing-2"]
+    summary = result.xcom["rollback"]
+    assert (summary["matched"], summary["ids_deleted"], summary["remaining"]) == (230, 230, 0)
+    assert summary["filter"]["conds"][0].startswith("manual__")  # {{ run_id }}, rendered
 
 
 def test_rollback_is_skipped_when_the_load_is_good(server):

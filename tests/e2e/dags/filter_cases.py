@@ -1,0 +1,58 @@
+"""DAGs that delete by filter (issue 12): the e2e tests run them against a local server with index lag."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param
+
+from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+COMMON = {"schedule": "@daily", "start_date": START, "catchup": False, "tags": ["vikingdb-e2e"]}
+# The local server's index lags ~1 s in these tests: a short settle, frequent looks.
+FAST = {"index_settle": 3, "index_poke_interval": 0.3}
+
+with DAG("e2e_filter_retention", params={"dry_run": Param(False, type="boolean")}, **COMMON):
+    VikingDBDeleteOperator(
+        task_id="delete",
+        collection_name="events",
+        index_name="events_index",
+        time_field="created_at",
+        older_than=dt.timedelta(days=90),
+        dry_run="{{ params.dry_run }}",
+        **FAST,
+    )
+
+with DAG(
+    "e2e_filter_only",
+    params={"source": Param("crm", type="string"), "max_delete": Param(None, type=["integer", "null"])},
+    **COMMON,
+):
+    VikingDBDeleteOperator(
+        task_id="delete",
+        collection_name="events",
+        index_name="events_index",
+        filter={"op": "must", "field": "source", "conds": ["{{ params.source }}"]},
+        **FAST,
+    )
+
+with DAG("e2e_filter_capped", **COMMON):
+    VikingDBDeleteOperator(
+        task_id="delete",
+        collection_name="events",
+        index_name="events_index",
+        filter={"op": "must", "field": "source", "conds": ["crm"]},
+        max_delete=100,
+        **FAST,
+    )
+
+# The filter as text from the run's conf: how a bad one fails.
+with DAG("e2e_filter_from_conf", params={"filter": Param("{}", type="string")}, **COMMON):
+    VikingDBDeleteOperator(
+        task_id="delete",
+        collection_name="events",
+        index_name="events_index",
+        filter="{{ params.filter }}",
+        **FAST,
+    )

@@ -1,0 +1,130 @@
+"""Delete by filter in real DAG runs (dag.test) against a local server whose index lags (issue 12)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+
+import pytest
+
+from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH
+from tests.e2e.conftest import LOGICAL_DATE, run_dag
+
+pytestmark = pytest.mark.e2e
+
+RECORDS = 12_000  # 9000 older than 90 days: two pages of 5000 at least
+
+
+def logical_date() -> dt.datetime:
+    return LOGICAL_DATE + dt.timedelta(microseconds=time.time_ns() // 1000 % 86_400_000_000)
+
+
+def events(now: dt.datetime) -> list[dict]:
+    start = int(now.timestamp())
+    return [
+        {
+            "id": f"e{i:05d}",
+            "created_at": start - (i % 360) * 86400 - i % 977,  # 0..360 days old, few ties
+            "source": "crm" if i % 4 == 0 else "web",
+        }
+        for i in range(RECORDS)
+    ]
+
+
+@pytest.fixture
+def server(vikingdb_server_factory, monkeypatch):
+    srv = vikingdb_server_factory(
+        collections=("events",), fields={"events": {"created_at": "int64", "source": "string"}}, index_lag=1.0
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    return srv
+
+
+def deleted(server) -> list:
+    return [i for r in server.requests if r.path == DELETE_PATH and r.status == 200 for i in r.body["ids"]]
+
+
+def test_retention_deletes_exactly_what_is_older_than_the_cutoff_and_a_rerun_deletes_nothing(server):
+    when = logical_date()
+    rows = events(when)
+    server.load("events", rows)
+    result = run_dag("e2e_filter_retention", logical_date=when)
+    assert result.state == "success", result
+    summary = result.xcom["delete"]
+    cutoff = int(when.timestamp()) - 90 * 86400  # data_interval_end (= the logical date for @daily)
+    assert summary["cutoff"] == cutoff
+    old = {r["id"] for r in rows if r["created_at"] < cutoff}
+    assert 5000 < len(old) < RECORDS
+    # counted before and after: the old ones gone, every other record untouched
+    assert set(server.records("events")) == {r["id"] for r in rows} - old
+    assert server.records("events")["e00001"] == {"created_at": rows[1]["created_at"], "source": "web"}
+    assert Counter(deleted(server)).most_common(1)[0][1] == 1 and set(deleted(server)) == old
+    assert (summary["matched"], summary["ids_deleted"], summary["remaining"]) == (len(old), len(old), 0)
+    assert summary["pages"] >= 2 and summary["filter"]["field"] == "created_at"
+    assert summary["sort_field"] == "created_at"
+
+    server.clear_requests()
+    again = run_dag("e2e_filter_retention", logical_date=when)  # the same run again: same cutoff
+    assert again.state == "success", again
+    assert again.xcom["delete"]["cutoff"] == cutoff
+    assert (again.xcom["delete"]["matched"], again.xcom["delete"]["ids_deleted"]) == (0, 0)
+    assert deleted(server) == []
+    assert len(server.records("events")) == RECORDS - len(old)
+
+
+def test_filter_only_deletes_what_it_matches_across_pages(server):
+    rows = events(logical_date()) + [{"id": f"x{i}", "created_at": 1, "source": "crm"} for i in range(3000)]
+    server.load("events", rows)
+    result = run_dag("e2e_filter_only", conf={"source": "crm"})
+    assert result.state == "success", result
+    crm = {r["id"] for r in rows if r["source"] == "crm"}
+    assert len(crm) == 6000
+    assert set(server.records("events")) == {r["id"] for r in rows} - crm
+    summary = result.xcom["delete"]
+    assert (summary["matched"], summary["ids_deleted"], summary["remaining"]) == (6000, 6000, 0)
+    assert summary["filter"] == {"op": "must", "field": "source", "conds": ["crm"]}
+    assert sorted(deleted(server)) == sorted(crm)
+
+
+def test_dry_run_counts_and_deletes_nothing(server, capfd):
+    when = logical_date()
+    rows = events(when)
+    server.load("events", rows)
+    result = run_dag("e2e_filter_retention", conf={"dry_run": True}, logical_date=when)
+    assert result.state == "success", result
+    summary = result.xcom["delete"]
+    old = [r for r in rows if r["created_at"] < summary["cutoff"]]
+    assert (summary["dry_run"], summary["matched"], summary["ids_deleted"]) == (True, len(old), 0)
+    assert len(summary["sample_ids"]) == 10 and set(summary["sample_ids"]) <= {r["id"] for r in old}
+    assert [r for r in server.requests if r.path == DELETE_PATH] == []
+    assert len(server.records("events")) == RECORDS
+    assert f"Dry run: would delete {len(old)} records" in capfd.readouterr().out
+
+
+def test_max_delete_refuses_before_the_first_delete(server, capfd):
+    server.load("events", events(logical_date()))
+    result = run_dag("e2e_filter_capped")
+    assert result.tasks["delete"] == "failed"
+    assert [r for r in server.requests if r.path == DELETE_PATH] == []
+    assert len(server.records("events")) == RECORDS
+    assert "would delete 3000 records (filter), more than max_delete=100" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{}", "restricts nothing"),
+        ('{"op": "must", "field": "source"', "neither JSON nor a Python literal"),
+        ('{"op": "range", "field": "created_at", "gte": "soon"}', "filter.gte = 'soon' is not a number"),
+        ('{"op": "must", "field": "owner", "conds": ["x"]}', "owner"),  # undeclared: the service says so
+    ],
+)
+def test_bad_filters_fail_clearly_and_delete_nothing(server, capfd, text, message):
+    server.load("events", events(logical_date())[:100])
+    result = run_dag("e2e_filter_from_conf", conf={"filter": text})
+    assert result.tasks["delete"] == "failed"
+    assert [r for r in server.requests if r.path == DELETE_PATH] == []
+    assert len(server.records("events")) == 100
+    out = capfd.readouterr().out
+    assert message in out and ("Nothing was sent" in out or "Nothing was deleted" in out)

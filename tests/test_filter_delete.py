@@ -1,0 +1,209 @@
+"""Delete by filter (issue 12): paging under index lag, the verification, and what fails before sending."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import pytest
+
+from airflow_provider_vikingdb.exceptions import VikingDBConfigError
+from airflow_provider_vikingdb.filter_delete import FilterDeleteError
+from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, VikingDBHook
+from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
+
+GROUP_A = {"op": "must", "field": "grp", "conds": ["a"]}
+
+
+@pytest.fixture
+def server(vikingdb_server_factory, monkeypatch):
+    srv = vikingdb_server_factory(
+        collections=("c",), fields={"c": {"created_at": "int64", "grp": "string", "score": "float32"}}
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    return srv
+
+
+def rows(n, values=7):
+    return [{"id": f"r{i:05d}", "created_at": i % values, "grp": "a" if i % 3 else "b"} for i in range(n)]
+
+
+def deleted_ids(server):
+    return [i for r in server.requests if r.path == DELETE_PATH and r.status == 200 for i in r.body["ids"]]
+
+
+def run(hook, **kwargs):
+    kwargs.setdefault("settle", 10)
+    kwargs.setdefault("poke_interval", 0.2)
+    return hook.delete_by_filter(index_name="c_index", collection_name="c", filter=GROUP_A, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("values", "page_size"),
+    [
+        (7, 500),  # ~570 records per value: every page is one value, paged within it by offset
+        (5000, 300),  # few ties: the watermark moves every page
+        (1, 1000),  # one value for everything
+    ],
+)
+def test_sort_field_paging_deletes_each_match_exactly_once_while_the_index_lags(server, values, page_size):
+    server.index_lag = 1.0
+    data = rows(6000, values)
+    server.load("c", data)
+    result = run(VikingDBHook(), sort_field="created_at", page_size=page_size)
+    wanted = {r["id"] for r in data if r["grp"] == "a"}
+    sent = deleted_ids(server)
+    assert Counter(sent).most_common(1)[0][1] == 1  # no id deleted twice
+    assert set(sent) == wanted
+    assert set(server.records("c")) == {r["id"] for r in data} - wanted
+    assert (result.matched, result.ids_deleted, result.remaining, result.passes) == (4000, 4000, 0, 1)
+    assert result.pages >= 4000 // page_size
+    assert result.index_proof == "seen_then_gone"
+
+
+def test_random_paging_never_redeletes_nor_spins_on_still_indexed_ids(server):
+    server.index_lag = 1.0
+    data = rows(6000)
+    server.load("c", data)
+    result = run(VikingDBHook(), page_size=700)
+    sent = deleted_ids(server)
+    assert len(sent) == len(set(sent)) == 4000
+    assert result.remaining == 0
+    searches = [r for r in server.requests if r.path.endswith("/search/random")]
+    offsets = [r.body["offset"] for r in searches]
+    assert len(offsets) == len(set(offsets))  # each search looked further on: never the same page twice
+    assert result.searches == len(searches)
+
+
+def test_records_that_the_first_pass_misses_are_found_by_another_pass(server):
+    """The index applies deletes mid-pass and the offset slides past records: the next pass finds them."""
+    server.index_lag = 0.0  # deletes reach the index at once: offsets skip records every page
+    data = rows(3000)
+    server.load("c", data)
+    result = run(VikingDBHook(), page_size=500)
+    assert result.remaining == 0 and result.passes >= 2
+    assert not [r for r in server.records("c").values() if r["grp"] == "a"]
+    assert len(deleted_ids(server)) == len(set(deleted_ids(server))) == 2000
+
+
+def test_iter_matching_ids_yields_every_match_once_page_by_page(server):
+    data = rows(2500, values=3)
+    server.load("c", data)
+    hook = VikingDBHook()
+    wanted = sorted(r["id"] for r in data if r["grp"] == "a")
+    for sort_field in ("created_at", None):
+        pages = list(
+            hook.iter_matching_ids(
+                index_name="c_index",
+                collection_name="c",
+                filter=GROUP_A,
+                sort_field=sort_field,
+                page_size=400,
+            )
+        )
+        assert max(len(p) for p in pages) <= 400
+        assert sorted(i for p in pages for i in p) == wanted
+    assert deleted_ids(server) == []
+
+
+def test_float_sort_field_pages_by_its_value(server):
+    data = [{"id": f"f{i}", "score": (i % 50) / 4, "grp": "a"} for i in range(1200)]
+    server.load("c", data)
+    result = run(VikingDBHook(), sort_field="score", page_size=100)
+    assert result.ids_deleted == 1200 and server.records("c") == {}
+
+
+def test_max_delete_is_checked_against_the_count_before_any_delete(server):
+    server.load("c", rows(300))
+    with pytest.raises(VikingDBConfigError, match="200 records match the filter, more than max_delete=199"):
+        run(VikingDBHook(), max_delete=199)
+    assert deleted_ids(server) == []
+
+
+def test_records_arriving_after_the_count_cannot_push_the_delete_past_max_delete(server):
+    server.load("c", rows(300))
+    hook = VikingDBHook()
+    runner = hook.filter_delete(
+        index_name="c_index", collection_name="c", filter=GROUP_A, max_delete=200, page_size=150
+    )
+    matched = runner.count()
+    server.load("c", [{"id": f"late{i}", "grp": "a", "created_at": 1} for i in range(100)])
+    with pytest.raises(FilterDeleteError, match="more than max_delete=200") as caught:
+        runner.run(matched)
+    assert caught.value.result.ids_deleted == len(deleted_ids(server)) <= 200
+
+
+def test_a_search_error_fails_with_what_was_done(server):
+    server.load("c", rows(300))
+    with pytest.raises(FilterDeleteError, match="searching index 'c_index' failed") as caught:
+        run(VikingDBHook(), sort_field="grp")  # a string field: search/scalar refuses it
+    assert "search/scalar orders by int64 or float32" in str(caught.value)
+    assert caught.value.result.ids_deleted == 0 and deleted_ids(server) == []
+
+
+def test_records_that_keep_matching_fail_after_max_passes_saying_how_many(server, monkeypatch):
+    server.load("c", rows(30))
+    hook = VikingDBHook()
+    runner = hook.filter_delete(index_name="c_index", collection_name="c", filter=GROUP_A, max_passes=2)
+    monkeypatch.setattr(runner, "count", lambda: 7)  # an index that never reflects the deletes
+    monkeypatch.setattr(runner, "_wait_for_index", lambda ids, at: None)
+    with pytest.raises(
+        FilterDeleteError, match="7 records of index 'c_index' still match the filter after 2"
+    ):
+        runner.run(20)
+
+
+# ---- the operator: what fails when the DAG is parsed ----
+
+
+def make(**kwargs):
+    kwargs.setdefault("task_id", "delete")
+    kwargs.setdefault("collection_name", "c")
+    return VikingDBDeleteOperator(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"filter": GROUP_A, "ids": ["a"], "index_name": "i"}, "give ids or a filter"),
+        ({"filter": GROUP_A, "del_all": True, "index_name": "i"}, "give del_all=True or a filter"),
+        ({"filter": GROUP_A}, "index_name is required with a filter"),
+        ({"filter": {}, "index_name": "i"}, "restricts nothing"),
+        ({"filter": {"op": "and", "conds": []}, "index_name": "i"}, "restricts nothing"),
+        ({"filter": {"op": "eq", "field": "grp", "conds": ["a"]}, "index_name": "i"}, "use 'must'"),
+        ({"filter": "{not json", "index_name": "i"}, "neither JSON nor a Python literal"),
+        ({"time_field": "created_at", "index_name": "i"}, "time_field needs older_than"),
+        ({"older_than": 60, "index_name": "i"}, "older_than needs time_field"),
+        ({"time_field": "t", "older_than": 0, "index_name": "i"}, "older_than = 0 is not above 0"),
+        ({"time_field": "t", "older_than": 9, "time_unit": "h", "index_name": "i"}, "time_unit must be"),
+        ({"filter": GROUP_A, "index_name": "i", "wait_for_index": "i"}, "wait_for_index is not used"),
+        ({"filter": GROUP_A, "index_name": "i", "page_size": 5001}, "page_size must be an integer"),
+    ],
+)
+def test_bad_filter_arguments_fail_at_parse_time(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(**kwargs)
+
+
+def test_a_templated_filter_is_checked_once_rendered_and_is_a_template_field():
+    op = make(filter="{{ params.filter }}", index_name="i")
+    assert "filter" in VikingDBDeleteOperator.template_fields
+    assert op.filter == "{{ params.filter }}"
+
+
+def test_retention_cutoff_comes_from_the_data_interval_end(server):
+    from airflow_provider_vikingdb.operators.by_filter import build_filter
+
+    op = make(filter=GROUP_A, time_field="created_at", older_than=dt.timedelta(days=90), index_name="c_index")
+    end = dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc)
+    flt, cutoff, reference = build_filter(
+        op, {"data_interval_end": end, "logical_date": end - dt.timedelta(1)}
+    )
+    assert reference == "data_interval_end"
+    assert cutoff == int((end - dt.timedelta(days=90)).timestamp())
+    assert flt == {"op": "and", "conds": [GROUP_A, {"op": "range", "field": "created_at", "lt": cutoff}]}
+    _, cutoff_ms, reference = build_filter(
+        make(time_field="created_at", older_than=60, time_unit="ms", index_name="c_index"),
+        {"logical_date": end},
+    )
+    assert (cutoff_ms, reference) == (int(end.timestamp() - 60) * 1000, "logical_date")
