@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator, XComArg
 
@@ -150,7 +150,7 @@ class VikingDBUpsertOperator(BaseOperator):
         return self.hook
 
     def execute(self, context: Context) -> dict[str, Any]:
-        written: list = []
+        written: list[str | int] = []
         try:
             summary = self._load(written)
         except BaseException:
@@ -161,7 +161,7 @@ class VikingDBUpsertOperator(BaseOperator):
         self._push_written(context, written)
         return summary
 
-    def _load(self, written: list) -> dict[str, Any]:
+    def _load(self, written: list[str | int]) -> dict[str, Any]:
         target = self._checked_target()
         try:
             ttl = check_ttl(self.ttl)
@@ -259,14 +259,14 @@ class VikingDBUpsertOperator(BaseOperator):
         self.log.info("Checked %d records in %s.", count, path)
         return count
 
-    def _read_file(self, path: Any) -> Iterator[dict]:
+    def _read_file(self, path: Any) -> Iterator[dict[str, Any]]:
         """The second pass: the records again, streamed to the hook (checked again as they go)."""
         with path.open("rb") as stream:
             yield from iter_jsonl_records(stream, self.id_field)
 
     # ---- helpers ----
 
-    def _push_written(self, context: Context, written: list, *, failing: bool = False) -> None:
+    def _push_written(self, context: Context, written: list[str | int], *, failing: bool = False) -> None:
         ti = context.get("ti")
         if ti is None:
             return
@@ -285,5 +285,5 @@ class VikingDBUpsertOperator(BaseOperator):
         except ValueError as exc:
             self._fail(str(exc))
 
-    def _fail(self, message: str):
+    def _fail(self, message: str) -> NoReturn:
         fail_task(self, message)
