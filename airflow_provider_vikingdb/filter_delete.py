@@ -32,7 +32,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,7 +283,7 @@ class FilterDelete:
         self,
         *,
         send: Send,
-        delete: Callable[[list[Any]], Any],
+        delete: Callable[..., Any],
         target: Target,
         index_name: str,
         flt: Mapping[str, Any],
@@ -299,6 +299,8 @@ class FilterDelete:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.send, self.delete, self.target, self.index_name = send, delete, target, index_name
+        #: ``on_batch(ids, envelope)`` for every acknowledged delete batch (a deletion receipt's)
+        self.on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None
         self.filter = dict(flt)
         self.sort_field = sort_field
         self.page_size = check_page_size(page_size)
@@ -427,7 +429,7 @@ class FilterDelete:
                 self._check_cap(len(ids))
                 self.result.pages += 1
                 try:
-                    batch = self.delete(ids)
+                    batch = self.delete(ids) if self.on_batch is None else self.delete(ids, self.on_batch)
                 except VikingDBError as exc:
                     done = getattr(exc, "result", None)
                     if done is not None:

@@ -5,7 +5,8 @@
    ages are kept relative to today;
 2. runs the retention example (delete by `time_field`/`older_than`) for today with
    `airflow dags test` and shows what it deleted;
-3. runs the ETL rollback example with a bad load and shows the rollback;
+3. runs the ETL rollback example twice: a load that validation rejects, and one that fails
+   half-way (a row the service refuses); both are rolled back with ``load.written_ids``;
 4. prints what is left in the collection (read back over signed HTTP) and stops the server.
 """
 
@@ -45,6 +46,8 @@ def start_server(records_file: Path) -> tuple[subprocess.Popen, str]:
             f"{COLLECTION}:updated_ts:int64",
             "--field",
             f"{COLLECTION}:load_run_id:string",
+            "--field",  # the rollback example's bad_row gives a row a rank the service refuses
+            f"{COLLECTION}:rank:int64",
             "--load",
             str(records_file),
             # the index lags the collection as the real one does (about 20 s there): the rollback's
@@ -83,8 +86,8 @@ def airflow_dags_test(dag_id: str, conf: dict | None = None) -> float:
     return time.monotonic() - started
 
 
-def last_run(dag_id: str) -> tuple[str, dict[str, str], dict[str, object]]:
-    """State, task states and return values of the newest run of ``dag_id`` in the metadata DB."""
+def last_run(dag_id: str, key: str = "return_value") -> tuple[str, dict[str, str], dict[str, object]]:
+    """State, task states and XComs (``key``) of the newest run of ``dag_id`` in the metadata DB."""
     from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -98,7 +101,7 @@ def last_run(dag_id: str) -> tuple[str, dict[str, str], dict[str, object]]:
             ti.task_id: str(getattr(ti.state, "value", ti.state))
             for ti in run.get_task_instances(session=session)
         }
-        rows = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, key="return_value"))
+        rows = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, key=key))
         xcom = {row.task_id: XComModel.deserialize_value(row) for row in rows}
         return str(getattr(run.state, "value", run.state)), states, xcom
 
@@ -161,30 +164,40 @@ def main() -> int:
         left = count_present(hook, catalog_ids)
         print(f"    {COLLECTION!r} now holds {left} documents\n")
 
-        print("2. ETL rollback: load 250 rows, validation fails, the load is taken back")
-        airflow_dags_test("vikingdb_etl_rollback", {"bad_load": True, "rows": 250})
-        state, tasks, xcom = last_run("vikingdb_etl_rollback")
-        loaded = list(xcom.get("plan_load") or [])
-        rollback = xcom.get("rollback") or {}
-        print(f"    run {state} (as intended: the bad load stays visible); tasks {tasks}")
-        print(
-            f"    loaded {len(loaded)} rows, rolled back {rollback.get('ids_deleted')} ids in "
-            f"{rollback.get('batches')} batches; {count_present(hook, loaded)} of them remain\n"
-            f"    the rollback waited {rollback.get('index_wait_seconds')} s until index "
-            f"{rollback.get('index_name')!r} no longer held them (proof: {rollback.get('index_proof')})"
-        )
+        print("2. ETL rollback: load 250 rows (ttl 90 days), validation fails, the load is taken back")
+        rolled_back = []
+        for step, conf in (("a", {"bad_load": True, "rows": 250}), ("b", {"bad_row": 150, "rows": 250})):
+            if step == "b":
+                print("   ... and a load that fails half-way: row 150 has a rank the service refuses")
+            airflow_dags_test("vikingdb_etl_rollback", conf)
+            state, tasks, xcom = last_run("vikingdb_etl_rollback")
+            written = list(last_run("vikingdb_etl_rollback", "written_ids")[2].get("load") or [])
+            rollback = xcom.get("rollback") or {}
+            print(f"    run {state} (as intended: the bad load stays visible); tasks {tasks}")
+            print(
+                f"    load wrote {len(written)} rows (XCom written_ids), rollback deleted "
+                f"{rollback.get('ids_deleted')} ids in {rollback.get('batches')} batches; "
+                f"{count_present(hook, written)} of them remain\n"
+                f"    the rollback waited {rollback.get('index_wait_seconds')} s until index "
+                f"{rollback.get('index_name')!r} no longer held them (proof: {rollback.get('index_proof')})"
+            )
+            rolled_back.append(
+                tasks.get("rollback") == "success"
+                and rollback.get("ids_deleted") == len(written) > 0
+                and rollback.get("index_synced") is True
+                and count_present(hook, written) == 0
+                and (tasks.get("load") == ("success" if step == "a" else "failed"))
+                and (step == "a" or len(written) < 250)
+            )
         after = count_present(hook, catalog_ids)
-        print(f"    {COLLECTION!r} holds {after} documents: the retained ones, untouched by the rollback\n")
+        print(f"    {COLLECTION!r} holds {after} documents: the retained ones, untouched by the rollbacks\n")
 
         ok = (
             summary.get("ids_deleted", 0) > 0
             and summary.get("ids_deleted") == expected
             and summary.get("remaining") == 0
             and left == len(catalog_ids) - summary["ids_deleted"]
-            and tasks.get("rollback") == "success"
-            and rollback.get("ids_deleted") == len(loaded) > 0
-            and rollback.get("index_synced") is True
-            and count_present(hook, loaded) == 0
+            and all(rolled_back)
             and after == left
         )
     finally:

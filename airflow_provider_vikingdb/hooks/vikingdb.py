@@ -16,7 +16,9 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from functools import cached_property
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_vikingdb._compat import BaseHook
@@ -50,6 +52,14 @@ from airflow_provider_vikingdb.filter_delete import (
 from airflow_provider_vikingdb.filters import parse_filter
 from airflow_provider_vikingdb.ids import MAX_BATCH_SIZE, batched, check_batch_size, normalize_ids
 from airflow_provider_vikingdb.ratelimit import AdaptiveRateLimiter, limiter_for
+from airflow_provider_vikingdb.records import (
+    CheckedRecords,
+    InvalidRecordsError,
+    RecordChecker,
+    check_id_field,
+    check_records,
+    check_ttl,
+)
 from airflow_provider_vikingdb.target import Target
 from airflow_provider_vikingdb.transport import (
     AGG_PATH,
@@ -390,13 +400,15 @@ class VikingDBHook(BaseHook):
         batch_size: int = MAX_BATCH_SIZE,
         max_concurrency: int | None = None,
         on_progress: Callable[[BatchResult], None] | None = None,
+        on_batch: Callable[[Sequence[str | int], dict[str, Any]], None] | None = None,
     ) -> BatchResult:
         """Delete ``ids`` (validated and de-duplicated first) in batches, or everything with ``del_all``.
 
         Nothing is sent unless every id is valid. The first batch goes alone; then batches
         go ``max_concurrency`` at a time, paced to the collection's quota. After a permanent
         error no new batch is sent, batches in flight finish, and ``VikingDBBatchError`` says
-        which ids were deleted and which were not.
+        which ids were deleted and which were not. ``on_batch(ids, envelope)`` runs for every
+        acknowledged batch, one at a time (a deletion receipt writes its lines from it).
         """
         target = Target.of(collection_name, resource_id)
         if del_all:
@@ -419,40 +431,124 @@ class VikingDBHook(BaseHook):
             batch_size=batch_size,
             max_concurrency=max_concurrency,
             on_progress=on_progress,
+            on_batch=on_batch,
         )
 
     def upsert(
         self,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Iterable[Mapping[str, Any]],
         *,
         collection_name: str | None = None,
         resource_id: str | None = None,
         key_field: str = "id",
-        ttl: int | None = None,
+        ttl: int | timedelta | None = None,
         batch_size: int = MAX_BATCH_SIZE,
         max_concurrency: int | None = None,
+        on_batch: Callable[[Sequence[Mapping[str, Any]], dict[str, Any]], None] | None = None,
+        on_progress: Callable[[BatchResult], None] | None = None,
+        chunk_rows: int | None = None,
     ) -> BatchResult:
-        """Write ``rows`` (dicts of field -> value) in batches of at most 100.
+        """Write ``rows`` (dicts of field -> value) in batches of at most ``batch_size`` (≤ 100).
 
-        Returns the same summary as ``delete`` (``ids_done`` counts rows written).
+        A list (or any sequence) is checked whole first (``records.check_records``): nothing is
+        sent unless every row is valid. Any other iterable (a generator, a file's records) is
+        streamed: read ``chunk_rows`` rows at a time (default: ``batch_size`` * 16 * concurrency),
+        each chunk checked before it is sent; a bad row found later stops the upsert there,
+        after the chunks before it were written. ``ttl`` (seconds or a ``timedelta``,
+        1..2**31-1) goes with every batch.
+
+        ``on_batch(rows, envelope)`` runs for every batch the service acknowledged (one at a
+        time). Returns the same summary as ``delete`` (``ids_done`` counts rows written);
+        ``VikingDBBatchError`` (``done_ids``: the keys written) when a batch fails for good.
         """
         target = Target.of(collection_name, resource_id)
         check_batch_size(batch_size)
-        rows = list(rows)
-        for position, row in enumerate(rows):
-            if not isinstance(row, Mapping) or key_field not in row:
-                raise VikingDBConfigError(f"rows[{position}] must be a dict with the key field {key_field!r}")
-        extra = {"ttl": ttl} if ttl is not None else {}
-        return self._run_batches(
-            action="upsert",
-            path=UPSERT_PATH,
-            target=target,
-            items=rows,
-            make_body=lambda batch: {**target.body, "data": list(batch), **extra},
-            keys=lambda batch: [row[key_field] for row in batch],
-            batch_size=batch_size,
-            max_concurrency=max_concurrency,
-        )
+        try:
+            seconds = check_ttl(ttl)
+            key_field = check_id_field(key_field)
+        except InvalidRecordsError as exc:
+            raise VikingDBConfigError(str(exc)) from None
+        extra = {"ttl": seconds} if seconds is not None else {}
+        options = {
+            "action": "upsert",
+            "path": UPSERT_PATH,
+            "target": target,
+            "make_body": lambda batch: {**target.body, "data": list(batch), **extra},
+            "keys": lambda batch: [row[key_field] for row in batch],
+            "batch_size": batch_size,
+            "max_concurrency": max_concurrency,
+            "on_batch": on_batch,
+            "on_progress": on_progress,
+        }
+        if isinstance(rows, Sequence) and not isinstance(rows, (str, bytes, bytearray)):
+            try:
+                checked = check_records(rows, key_field)
+            except InvalidRecordsError as exc:
+                raise VikingDBConfigError(f"{exc}. Nothing was sent.") from None
+            return self._run_batches(items=checked, **options)  # type: ignore[arg-type]
+        if chunk_rows is None:
+            chunk_rows = batch_size * 16 * (max_concurrency or self.max_concurrency)
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise VikingDBConfigError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        # Whole batches per chunk: the batches sent are the same as for a list.
+        chunk_rows = max(chunk_rows // batch_size, 1) * batch_size
+        return self._upsert_stream(rows, key_field=key_field, chunk_rows=chunk_rows, **options)
+
+    def _upsert_stream(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        key_field: str,
+        chunk_rows: int,
+        target: Target,
+        batch_size: int,
+        **options: Any,
+    ) -> BatchResult:
+        """``upsert`` of an iterable: one ``run_batches`` per chunk, one summary for all of them.
+
+        Each chunk's first batch goes alone, like a list's: a refused first batch costs one
+        request. The limiter is the collection's, shared by every chunk, so the pace holds.
+        """
+        result = BatchResult(target=str(target), action="upsert")
+        checker = RecordChecker(key_field, label="rows[{}]")
+        source = iter(rows)
+        done: list = []
+        sent_rows = 0
+        while True:
+            chunk = CheckedRecords(key_field)
+            try:
+                for row in islice(source, chunk_rows):
+                    chunk.ids.append(checker.check(row))
+                    chunk.append(row if isinstance(row, dict) else dict(row))
+            except InvalidRecordsError as exc:
+                where = "Nothing was sent." if not sent_rows else (
+                    f"The {result.ids_done} rows before it were written ({result.batches} batches); "
+                    "nothing after it was sent."
+                )  # fmt: skip
+                raise VikingDBConfigError(f"{exc}. {where}") from None
+            if not chunk:
+                break
+            batches_before = result.batches_total
+            try:
+                self._run_batches(items=chunk, target=target, batch_size=batch_size, result=result, **options)
+            except VikingDBBatchError as exc:
+                # Renumber the chunk's error for the whole stream; the rows never read are not done.
+                rest = _drain_keys(source, key_field)
+                result.ids_requested = sent_rows + len(chunk) + len(rest)
+                result.batches_total = batches_before + exc.result.batches_total + -(-len(rest) // batch_size)
+                raise VikingDBBatchError(
+                    exc.cause,
+                    action="upsert",
+                    result=result,
+                    failed_batches=[batches_before + n for n in exc.failed_batches],
+                    done_ids=done + exc.done_ids,
+                    not_done_ids=exc.not_done_ids + rest,
+                ) from exc.cause
+            done.extend(chunk.ids)
+            sent_rows += len(chunk)
+            result.batches_total = batches_before + -(-len(chunk) // batch_size)
+            result.ids_requested = sent_rows
+        return result
 
     def _run_batches(
         self,
@@ -467,9 +563,11 @@ class VikingDBHook(BaseHook):
         max_concurrency: int | None,
         on_progress: Callable[[BatchResult], None] | None = None,
         on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None,
+        result: BatchResult | None = None,
     ) -> BatchResult:
         concurrency = max_concurrency or self.max_concurrency
-        result = BatchResult(target=str(target), action=action)
+        if result is None:
+            result = BatchResult(target=str(target), action=action)
         if not items:
             return run_batches(
                 action=action, target=str(target), items=items, batch_size=batch_size, concurrency=1,
@@ -660,16 +758,24 @@ class VikingDBHook(BaseHook):
         max_checked_ids: int | None = None,
         max_passes: int = DEFAULT_MAX_PASSES,
         max_delete: int | None = None,
+        on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None,
     ) -> FilterDelete:
-        """A delete by filter, ready to ``count()``, ``sample()`` or ``run()`` (see ``delete_by_filter``)."""
+        """A delete by filter, ready to ``count()``, ``sample()`` or ``run()`` (see ``delete_by_filter``).
+
+        ``on_batch(ids, envelope)`` runs for every acknowledged delete batch (a receipt's).
+        """
         from airflow_provider_vikingdb.index_sync import DEFAULT_MAX_CHECKED_IDS, DEFAULT_POKE_INTERVAL
 
         target = Target.of(collection_name, resource_id)
         check_batch_size(batch_size)
         return FilterDelete(
             send=self.request,
-            delete=lambda ids: self.delete(
-                ids, batch_size=batch_size, max_concurrency=max_concurrency, **target.body
+            delete=lambda ids, batch_hook=on_batch: self.delete(
+                ids,
+                batch_size=batch_size,
+                max_concurrency=max_concurrency,
+                on_batch=batch_hook,
+                **target.body,
             ),
             target=target,
             index_name=index_name,
@@ -736,3 +842,15 @@ class VikingDBHook(BaseHook):
 
 def _batches(ids: Sequence[str | int]) -> Iterator[Sequence[str | int]]:
     return batched(ids, MAX_BATCH_SIZE)
+
+
+def _drain_keys(rows: Iterator[Mapping[str, Any]], key_field: str) -> list:
+    """The keys of the rows a stopped stream did not send (to say what was not written)."""
+    keys: list = []
+    try:
+        for row in rows:
+            if isinstance(row, Mapping) and key_field in row:
+                keys.append(row[key_field])
+    except Exception:  # a bad row further on: what was not written is known up to it
+        pass
+    return keys

@@ -169,16 +169,18 @@ def execute_by_filter(op: Any, context: Context, target: Target, dry_run: bool) 
             sample,
         )
         return {**base, "dry_run": True, "matched": matched, "would_delete": matched, "sample_ids": sample}
-    if matched == 0:
-        op.log.info("No record of %s matches the filter: nothing to delete, nothing sent.", target)
-        return {**base, "matched": 0, "remaining": 0}
-    try:
-        result = runner.run(matched)
-    except FilterDeleteError as exc:
-        op._fail(str(exc))
-    summary = {**base, **result.to_dict(), "ids_requested": result.ids_deleted}
-    summary["filter"], summary["target"] = flt, str(target)
-    return summary
+    with op._open_receipt(context, target, matched) as receipt:
+        if matched == 0:
+            op.log.info("No record of %s matches the filter: nothing to delete, nothing sent.", target)
+            return op._receipted(receipt, {**base, "matched": 0, "remaining": 0})
+        runner.on_batch = receipt.on_batch if receipt is not None else None
+        try:
+            result = runner.run(matched)
+        except FilterDeleteError as exc:
+            op._fail(str(exc))
+        summary = {**base, **result.to_dict(), "ids_requested": result.ids_deleted}
+        summary["filter"], summary["target"] = flt, str(target)
+        return op._receipted(receipt, summary)
 
 
 def _plain_utc(value: dt.datetime) -> dt.datetime:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +42,12 @@ from airflow_provider_vikingdb.index_sync import (
     wait_summary,
 )
 from airflow_provider_vikingdb.operators.by_filter import check_filter_args, execute_by_filter
+from airflow_provider_vikingdb.operators.upsert import VikingDBUpsertOperator
+from airflow_provider_vikingdb.receipts import Receipt, ReceiptError, run_info
 from airflow_provider_vikingdb.target import Target
 from airflow_provider_vikingdb.waiting import defer_wait, read_event
 
-__all__ = ["IndexNotSyncedError", "VikingDBDeleteOperator", "parse_del_all"]
+__all__ = ["IndexNotSyncedError", "VikingDBDeleteOperator", "VikingDBUpsertOperator", "parse_del_all"]
 
 _NOTHING_TO_DELETE = (
     "nothing to delete: give ids (e.g. ids=upstream_task.output), a filter (filter=..., or "
@@ -98,9 +101,14 @@ class VikingDBDeleteOperator(BaseOperator):
         then the task fails with how many checked ids were still in the index.
     :param max_checked_ids: ids checked per look at the index (default 1000); a larger delete is
         checked through a random sample of this size, and the log says so.
+    :param receipt: where to write a deletion receipt (templated): an ``ObjectStoragePath`` or a
+        URI such as ``file:///data/receipts/{{ run_id }}.jsonl`` or ``s3://...``. JSON Lines: one
+        line per acknowledged batch (ids, request_id, time), then a final line with the target,
+        the run, the counts and the outcome; written also when the task fails part-way. Opened
+        before anything is deleted: a receipt that cannot be written fails the task first.
 
     Returns (to XCom) a summary: ``ids_requested``, ``ids_deleted``, ``batches``, ``del_all``,
-    ``throttled``, ``retries``, ``target`` and ``last_request_id``. With ``wait_for_index``
+    ``throttled``, ``retries``, ``target``, ``last_request_id`` and ``receipt``. With ``wait_for_index``
     also ``index_name``, ``index_synced`` (True), ``index_checked_ids``, ``index_sampled``,
     ``index_looks`` and ``index_wait_seconds``; the delete's summary is pushed to XCom key
     ``delete_summary`` before the wait, so it is there even when the wait fails.
@@ -121,6 +129,7 @@ class VikingDBDeleteOperator(BaseOperator):
         "dry_run",
         "filter",
         "older_than",
+        "receipt",
     )
     ui_color = "#e8f1ff"
 
@@ -151,6 +160,7 @@ class VikingDBDeleteOperator(BaseOperator):
         sort_field: str | None = None,
         page_size: int = MAX_PAGE_SIZE,
         max_passes: int = DEFAULT_MAX_PASSES,
+        receipt: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -219,6 +229,7 @@ class VikingDBDeleteOperator(BaseOperator):
         self.sort_field = sort_field
         self.page_size = page_size
         self.max_passes = max_passes
+        self.receipt = receipt
 
     @cached_property
     def hook(self) -> VikingDBHook:
@@ -269,16 +280,24 @@ class VikingDBDeleteOperator(BaseOperator):
         if not ids:
             self.log.info("No ids to delete from %s: nothing sent.", target)
             summary = self._summary({"target": str(target), "ids_requested": 0, "ids_deleted": 0})
+            with self._open_receipt(context, target, 0) as receipt:
+                summary = self._receipted(receipt, summary)
             return self._then_wait(context, None, summary)
 
         check = self._look_before(target, wait_index, ids)
         self.log.info(
             "Deleting %d distinct ids from %s in batches of at most %d", len(ids), target, self.batch_size
         )
-        result = self.hook.delete(
-            ids, batch_size=self.batch_size, max_concurrency=self.max_concurrency, **target.body
-        )
-        deleted_at = time.time()
+        with self._open_receipt(context, target, len(ids)) as receipt:
+            result = self.hook.delete(
+                ids,
+                batch_size=self.batch_size,
+                max_concurrency=self.max_concurrency,
+                on_batch=receipt.on_batch if receipt else None,
+                **target.body,
+            )
+            deleted_at = time.time()
+            summary = self._receipted(receipt, self._summary({**result.to_dict(), "deleted_at": deleted_at}))
         self.log.info(
             "Deleted %d ids from %s in %d batches (%d throttled, %d retries).",
             result.ids_deleted,
@@ -287,7 +306,6 @@ class VikingDBDeleteOperator(BaseOperator):
             result.throttled,
             result.retries,
         )
-        summary = self._summary({**result.to_dict(), "deleted_at": deleted_at})
         return self._then_wait(context, check, summary, deleted_at=deleted_at)
 
     def _delete_all(
@@ -332,8 +350,18 @@ class VikingDBDeleteOperator(BaseOperator):
         if check is not None and records_before:
             check.seen_records = True
         self.log.warning("del_all=True: deleting EVERY record of %s", target)
-        result = hook.delete(del_all=True, **target.body)
-        deleted_at = time.time()
+        with self._open_receipt(context, target, None) as receipt:
+            result = hook.delete(del_all=True, **target.body)
+            deleted_at = time.time()
+            if receipt is not None:
+                receipt.delete_all(result.request_ids[-1] if result.request_ids else None, records_before)
+            summary = self._receipted(
+                receipt,
+                {
+                    **self._summary({**result.to_dict(), "deleted_at": deleted_at}),
+                    "records_before": records_before,
+                },
+            )
         counted = (
             f"{records_before} records deleted" if records_before is not None else "every record deleted"
         )
@@ -343,10 +371,6 @@ class VikingDBDeleteOperator(BaseOperator):
             counted,
             result.request_ids[-1] if result.request_ids else "-",
         )
-        summary = {
-            **self._summary({**result.to_dict(), "deleted_at": deleted_at}),
-            "records_before": records_before,
-        }
         return self._then_wait(context, check, summary, deleted_at=deleted_at)
 
     def _dry_run_ids(self, target: Target, ids: list) -> dict[str, Any]:
@@ -381,6 +405,27 @@ class VikingDBDeleteOperator(BaseOperator):
             "exist_checked": checked,
             "exist_sampled": sampled,
         }
+
+    # ---- deletion receipt ----
+
+    def _open_receipt(
+        self, context: Context, target: Target, requested: int | None
+    ) -> AbstractContextManager[Receipt | None]:
+        """The receipt, opened before anything is deleted (a receipt that cannot be written fails first)."""
+        if self.receipt is None or rendered_text(self.receipt) is None:
+            return nullcontext()
+        try:
+            return Receipt.open(self.receipt, target=str(target), run=run_info(context), requested=requested)
+        except ReceiptError as exc:
+            self._fail(f"receipt: {exc}. Nothing was deleted.")
+
+    @staticmethod
+    def _receipted(receipt: Receipt | None, summary: dict[str, Any]) -> dict[str, Any]:
+        """``summary`` with the receipt's path; the receipt's final line says the delete succeeded."""
+        if receipt is None:
+            return summary
+        receipt.finish("success", summary)
+        return {**summary, "receipt": receipt.uri}
 
     def _check_max_delete(self, count: int, what: str) -> None:
         if self.max_delete is not None and count > self.max_delete:

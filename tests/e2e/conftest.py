@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class DagResult:
     state: str
     tasks: dict[str, str]
     xcom: dict[str, Any]
+    #: every other XCom: key -> {task_id: value} (e.g. ``written_ids``, ``delete_summary``)
+    xcom_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"DagResult(state={self.state!r}, tasks={self.tasks!r})"
@@ -73,9 +75,16 @@ def run_dag(dag_id: str, conf: dict | None = None, logical_date: dt.datetime | N
     with create_session() as session:
         tis = run.get_task_instances(session=session)
         tasks = {ti.task_id: _text(ti.state) for ti in tis}
-        rows = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, key="return_value"))
-        xcom = {row.task_id: XComModel.deserialize_value(row) for row in rows}
-    return DagResult(state=_text(run.state), tasks=tasks, xcom=xcom)
+        rows = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, key=None))
+        xcom: dict[str, Any] = {}
+        others: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            value = XComModel.deserialize_value(row)
+            if row.key == "return_value":
+                xcom[row.task_id] = value
+            else:
+                others.setdefault(row.key, {})[row.task_id] = value
+    return DagResult(state=_text(run.state), tasks=tasks, xcom=xcom, xcom_keys=others)
 
 
 def _text(state) -> str:

@@ -26,7 +26,7 @@ def catalog():
     return rows
 
 
-FIELDS = {"documents": {"updated_ts": "int64", "load_run_id": "string"}}
+FIELDS = {"documents": {"updated_ts": "int64", "load_run_id": "string", "rank": "int64"}}
 
 
 @pytest.fixture
@@ -87,15 +87,14 @@ def test_rollback_takes_back_exactly_this_runs_load_when_validation_fails(server
     server.load("documents", [{"id": "existing-1", "title": "kept"}, {"id": "existing-2", "title": "kept"}])
     result = run_dag("vikingdb_etl_rollback", conf={"bad_load": True, "rows": 230})
     assert result.state == "failed", result  # the bad load stays visible
-    assert result.tasks["validate"] == "failed"
+    assert result.tasks["load"] == "success" and result.tasks["validate"] == "failed"
     assert result.tasks["rollback"] == "success"
     assert result.tasks["mark_run_failed"] == "failed"
-    loaded = result.xcom["plan_load"]
-    assert len(loaded) == 230
-    upserted = {
-        row["id"] for r in server.requests if r.path.endswith("/data/upsert") for row in r.body["data"]
-    }
-    assert upserted == set(loaded)
+    written = result.xcom_keys["written_ids"]["load"]
+    assert len(written) == 230 == result.xcom["load"]["ids_written"]
+    upserts = [r for r in server.requests if r.path.endswith("/data/upsert")]
+    assert {row["id"] for r in upserts for row in r.body["data"]} == set(written)
+    assert {r.body["ttl"] for r in upserts} == {90 * 86400}
     assert sorted(server.records("documents")) == ["existing-1", "existing-2"]
     assert result.xcom["rollback"]["ids_deleted"] == 230
 
@@ -109,6 +108,23 @@ def test_rollback_by_filter_takes_back_exactly_this_runs_load(server):
     summary = result.xcom["rollback"]
     assert (summary["matched"], summary["ids_deleted"], summary["remaining"]) == (230, 230, 0)
     assert summary["filter"]["conds"][0].startswith("manual__")  # {{ run_id }}, rendered
+
+
+def test_a_load_that_fails_half_way_is_rolled_back(vikingdb_server_factory, monkeypatch):
+    srv = vikingdb_server_factory(collections=("documents",), fields={"documents": {"rank": "int64"}})
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    srv.load("documents", [{"id": "existing-1", "rank": 1}])
+    result = run_dag("vikingdb_etl_rollback", conf={"rows": 250, "bad_row": 150})
+    assert result.state == "failed", result
+    assert result.tasks["load"] == "failed" and result.tasks["validate"] == "upstream_failed"
+    assert result.tasks["rollback"] == "success"
+    upserts = [r for r in srv.requests if r.path.endswith("/data/upsert")]
+    refused = [r for r in upserts if r.status == 400]
+    assert len(refused) == 1 and any(row["rank"] == "not a number" for row in refused[0].body["data"])
+    acknowledged = {row["id"] for r in upserts if r.status == 200 for row in r.body["data"]}
+    assert set(result.xcom_keys["written_ids"]["load"]) == acknowledged and len(acknowledged) >= 100
+    assert result.xcom["rollback"]["ids_deleted"] == len(acknowledged)
+    assert sorted(srv.records("documents")) == ["existing-1"]
 
 
 def test_rollback_is_skipped_when_the_load_is_good(server):

@@ -1,0 +1,289 @@
+"""VikingDBUpsertOperator: write records into a VikingDB collection, and say which ids were written.
+
+The load side of an ETL rollback. The ids the service acknowledged go to XCom key
+``written_ids`` whatever happens (success, a batch failing part-way, an interruption), so
+``VikingDBDeleteOperator(ids=load.written_ids, trigger_rule="one_failed")`` takes back
+exactly what the load wrote. Records can carry a TTL (the service deletes them itself).
+
+Imported by DAG files at parse time: only ``airflow.sdk`` and our pure modules at top level;
+the hook (``requests``, ``volcengine``) and the object-storage library load when a task runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.sdk import BaseOperator, XComArg
+
+from airflow_provider_vikingdb._compat import AirflowException, fail_task
+from airflow_provider_vikingdb.arguments import check_target_args, rendered_target
+from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
+from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBConfigError, VikingDBError
+from airflow_provider_vikingdb.ids import check_batch_size
+from airflow_provider_vikingdb.receipts import storage_path
+from airflow_provider_vikingdb.records import (
+    InvalidRecordsError,
+    check_id_field,
+    check_records,
+    check_ttl,
+    iter_jsonl_records,
+)
+from airflow_provider_vikingdb.target import Target
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
+__all__ = ["WRITTEN_IDS_KEY", "VikingDBUpsertOperator"]
+
+#: XCom key of the ids the service acknowledged (pushed on success, failure and interruption)
+WRITTEN_IDS_KEY = "written_ids"
+#: the hook's default requests in flight (the hook module is imported only when a task runs)
+DEFAULT_MAX_CONCURRENCY = 8
+
+
+class VikingDBUpsertOperator(BaseOperator):
+    """Upsert records into a VikingDB collection, with an optional TTL, in batches.
+
+    :param collection_name: the collection (templated). Give this or ``resource_id``.
+    :param resource_id: the collection's resource id (templated), instead of its name.
+    :param records: a list of records (dicts of field -> value), e.g. an XComArg such as
+        ``make_rows()`` (templated; Jinja text of a list is parsed back into the list).
+    :param records_path: instead of ``records``: a JSON Lines file, one record per line, as an
+        ``ObjectStoragePath`` or a URI (``file:///...``, ``s3://...``; templated). Read twice,
+        streaming: once to check every record, once to send, so a load larger than XCom works.
+    :param id_field: the collection's primary-key field (default ``"id"``).
+    :param ttl: seconds (or a ``timedelta``) each record lives, 1..2**31-1, sent with every batch
+        (templated); None: the records never expire.
+    :param batch_size: records per request, 1..100 (use 1 for a collection that vectorizes on write).
+    :param max_concurrency: requests in flight at once (default: the hook's, 8).
+    :param rows_per_second: optional fixed cap; without it the hook adapts to the quota by itself.
+    :param vikingdb_conn_id: the Airflow connection of type ``vikingdb``.
+
+    Every record is checked before anything is sent (a key under ``id_field``: int64 other than
+    0 or a non-empty string, one type, no repeats; values JSON can encode, no NaN): the first
+    bad one is named with its position and nothing is sent.
+
+    Pushes the acknowledged ids to XCom key ``written_ids`` (also when a batch fails part-way
+    or the task is interrupted; ``[]`` when bad input stopped it before sending). ``written_ids``
+    (the attribute) is that XCom as an XComArg, for the rollback's ``ids``. Returns a summary:
+    ``target``, ``records``, ``ids_written``, ``batches``, ``throttled``, ``retries``, ``ttl``,
+    ``last_request_id``.
+    """
+
+    template_fields: Sequence[str] = ("collection_name", "resource_id", "records", "records_path", "ttl")
+    ui_color = "#e8fff1"
+
+    def __init__(
+        self,
+        *,
+        collection_name: str | None = None,
+        resource_id: str | None = None,
+        records: Any = None,
+        records_path: Any = None,
+        id_field: str = "id",
+        ttl: Any = None,
+        batch_size: int = 100,
+        max_concurrency: int | None = None,
+        rows_per_second: float | None = None,
+        vikingdb_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        owner = f"{type(self).__name__} {self.task_id!r}"
+        check_target_args(owner, collection_name, resource_id)
+        try:
+            if (records is None) == (records_path is None):
+                raise ValueError(
+                    "give exactly one of records (a list of dicts, e.g. records=make_rows()) or "
+                    "records_path (a JSON Lines file)"
+                )
+            check_batch_size(batch_size)
+            if max_concurrency is not None and (
+                isinstance(max_concurrency, bool)
+                or not isinstance(max_concurrency, int)
+                or max_concurrency < 1
+            ):
+                raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+            if rows_per_second is not None and not (
+                isinstance(rows_per_second, (int, float))
+                and not isinstance(rows_per_second, bool)
+                and rows_per_second > 0
+            ):
+                raise ValueError(f"rows_per_second must be > 0 or None, got {rows_per_second!r}")
+            check_id_field(id_field)
+            if not (isinstance(ttl, str) and "{{" in ttl):
+                check_ttl(ttl)
+        except ValueError as exc:  # InvalidRecordsError and InvalidIdsError are ValueErrors too
+            raise ValueError(f"{owner}: {exc}") from None
+        self.collection_name = collection_name
+        self.resource_id = resource_id
+        self.records = records
+        self.records_path = records_path
+        self.id_field = id_field
+        self.ttl = ttl
+        self.batch_size = batch_size
+        self.max_concurrency = max_concurrency
+        self.rows_per_second = rows_per_second
+        self.vikingdb_conn_id = vikingdb_conn_id
+
+    @property
+    def written_ids(self) -> XComArg:
+        """The ids this task wrote, for a rollback: ``VikingDBDeleteOperator(ids=load.written_ids)``."""
+        return XComArg(self, key=WRITTEN_IDS_KEY)
+
+    @cached_property
+    def hook(self) -> VikingDBHook:
+        """One hook (one session, one connection pool) for the task's whole life."""
+        from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
+        return VikingDBHook(
+            self.vikingdb_conn_id,
+            max_concurrency=self.max_concurrency or DEFAULT_MAX_CONCURRENCY,
+            rows_per_second=self.rows_per_second,
+        )
+
+    def get_hook(self) -> VikingDBHook:
+        return self.hook
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        written: list[str | int] = []
+        try:
+            summary = self._load(written)
+        except BaseException:
+            # Whatever happened (a batch refused, bad input, a timeout, a kill): what the
+            # service acknowledged is where the rollback reads it.
+            self._push_written(context, written, failing=True)
+            raise
+        self._push_written(context, written)
+        return summary
+
+    def _load(self, written: list[str | int]) -> dict[str, Any]:
+        target = self._checked_target()
+        try:
+            ttl = check_ttl(self.ttl)
+        except InvalidRecordsError as exc:
+            self._fail(f"{exc}. Nothing was sent.")
+        if self.records_path is not None:
+            path = self._checked_path()
+            count = self._check_file(path)
+            rows: Any = self._read_file(path) if count else []
+            source = f"{count} records of {path}"
+        else:
+            try:
+                rows = check_records(self.records, self.id_field)
+            except InvalidRecordsError as exc:
+                self._fail(f"{exc}. Nothing was sent.")
+            count = len(rows)
+            source = f"{count} records"
+        summary: dict[str, Any] = {"target": str(target), "records": count, "ttl": ttl}
+        if not count:
+            self.log.info("No records to write to %s: nothing sent.", target)
+            nothing = {"ids_written": 0, "batches": 0, "throttled": 0, "retries": 0, "last_request_id": None}
+            return {**summary, **nothing}
+
+        id_field = self.id_field
+
+        def acknowledged(batch: Sequence[Mapping[str, Any]], envelope: dict[str, Any]) -> None:
+            written.extend(row[id_field] for row in batch)  # one batch at a time (the pool's lock)
+
+        self.log.info(
+            "Upserting %s into %s in batches of at most %d%s",
+            source,
+            target,
+            self.batch_size,
+            f", ttl {ttl} s" if ttl is not None else "",
+        )
+        try:
+            result = self.hook.upsert(
+                rows,
+                key_field=id_field,
+                ttl=ttl,
+                batch_size=self.batch_size,
+                max_concurrency=self.max_concurrency,
+                on_batch=acknowledged,
+                **target.body,
+            )
+        except VikingDBBatchError as exc:
+            raise AirflowException(
+                f"{type(self).__name__} {self.task_id!r}: {exc} XCom {WRITTEN_IDS_KEY!r} holds the "
+                f"{len(written)} ids the service acknowledged: a rollback deletes them with "
+                f"VikingDBDeleteOperator(ids={self.task_id}.written_ids)."
+            ) from exc
+        except VikingDBConfigError as exc:  # a record of the file that changed after it was checked
+            self._fail(f"{exc}")
+        except VikingDBError as exc:
+            raise AirflowException(f"{type(self).__name__} {self.task_id!r}: {exc}") from exc
+        finally:
+            if isinstance(rows, Generator):
+                rows.close()  # closes the file
+        self.log.info(
+            "Wrote %d records to %s in %d batches (%d throttled, %d retries).",
+            result.ids_done,
+            result.target,
+            result.batches,
+            result.throttled,
+            result.retries,
+        )
+        return {
+            **summary,
+            "ids_written": result.ids_done,
+            "batches": result.batches,
+            "throttled": result.throttled,
+            "retries": result.retries,
+            "last_request_id": result.request_ids[-1] if result.request_ids else None,
+        }
+
+    # ---- records_path ----
+
+    def _checked_path(self) -> Any:
+        try:
+            return storage_path(self.records_path, "records_path")
+        except ValueError as exc:
+            self._fail(f"{exc}. Nothing was sent.")
+
+    def _check_file(self, path: Any) -> int:
+        """The first pass: every record checked, streaming; returns how many there are."""
+        count = 0
+        try:
+            with path.open("rb") as stream:
+                for _ in iter_jsonl_records(stream, self.id_field):
+                    count += 1
+        except InvalidRecordsError as exc:
+            self._fail(f"records_path {path}: {exc}. Nothing was sent.")
+        except OSError as exc:
+            self._fail(f"records_path {path} cannot be read: {type(exc).__name__}: {exc}. Nothing was sent.")
+        self.log.info("Checked %d records in %s.", count, path)
+        return count
+
+    def _read_file(self, path: Any) -> Iterator[dict[str, Any]]:
+        """The second pass: the records again, streamed to the hook (checked again as they go)."""
+        with path.open("rb") as stream:
+            yield from iter_jsonl_records(stream, self.id_field)
+
+    # ---- helpers ----
+
+    def _push_written(self, context: Context, written: list[str | int], *, failing: bool = False) -> None:
+        ti = context.get("ti")
+        if ti is None:
+            return
+        try:
+            ti.xcom_push(key=WRITTEN_IDS_KEY, value=list(written))
+        except Exception as exc:
+            self.log.error("Could not push %d written ids to XCom %r: %s", len(written), WRITTEN_IDS_KEY, exc)
+            if not failing:  # a failing task's own error says more than this one
+                raise
+            return
+        self.log.info("XCom %r: %d ids written by this try.", WRITTEN_IDS_KEY, len(written))
+
+    def _checked_target(self) -> Target:
+        try:
+            return Target.from_body(rendered_target(self.collection_name, self.resource_id))
+        except ValueError as exc:
+            self._fail(str(exc))
+
+    def _fail(self, message: str) -> NoReturn:
+        fail_task(self, message)

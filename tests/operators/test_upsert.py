@@ -1,0 +1,241 @@
+"""VikingDBUpsertOperator.execute against the local server: checks, batches, ttl, written_ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+
+import pytest
+
+from airflow_provider_vikingdb._compat import AirflowException, AirflowFailException
+from airflow_provider_vikingdb.hooks.vikingdb import UPSERT_PATH, VikingDBHook
+from airflow_provider_vikingdb.operators.vikingdb import VikingDBUpsertOperator
+
+
+class FakeTI:
+    def __init__(self):
+        self.pushed = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self):
+        with self._lock:
+            return self.now
+
+
+@pytest.fixture
+def server(vikingdb_server_factory, monkeypatch):
+    clock = Clock()
+    srv = vikingdb_server_factory(collections=("docs", "nums:id:int64"), clock=clock)
+    srv.test_clock = clock
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    return srv
+
+
+def run(op):
+    ti = FakeTI()
+    try:
+        return op.execute({"ti": ti}), ti.pushed
+    except BaseException as exc:
+        exc.pushed = ti.pushed
+        raise
+
+
+def upserts(server):
+    return [r for r in server.requests if r.path == UPSERT_PATH]
+
+
+def rows(count, prefix="d"):
+    return [{"id": f"{prefix}{n}", "n": n} for n in range(count)]
+
+
+def test_writes_in_batches_with_ttl_and_pushes_the_written_ids(server):
+    op = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=rows(250), ttl=3600)
+    summary, pushed = run(op)
+    assert sorted(len(r.body["data"]) for r in upserts(server)) == [50, 100, 100]
+    assert {r.body["ttl"] for r in upserts(server)} == {3600}
+    assert len(server.records("docs")) == 250
+    assert sorted(pushed["written_ids"]) == sorted(r["id"] for r in rows(250))
+    assert summary == {
+        "target": "collection 'docs'",
+        "records": 250,
+        "ttl": 3600,
+        "ids_written": 250,
+        "batches": 3,
+        "throttled": 0,
+        "retries": 0,
+        "last_request_id": summary["last_request_id"],
+    }
+    assert summary["last_request_id"] in {r.request_id for r in upserts(server)}
+
+
+def test_ttl_as_a_timedelta_and_without_ttl_no_ttl_field_is_sent(server):
+    run(
+        VikingDBUpsertOperator(
+            task_id="a", collection_name="docs", records=rows(1), ttl=dt.timedelta(hours=1)
+        )
+    )
+    run(VikingDBUpsertOperator(task_id="b", collection_name="docs", records=rows(1, "e")))
+    first, second = upserts(server)
+    assert first.body["ttl"] == 3600 and "ttl" not in second.body
+
+
+def test_a_record_with_ttl_2_is_gone_from_the_collection_after_2_seconds(server):
+    summary, _ = run(VikingDBUpsertOperator(task_id="t", collection_name="docs", records=rows(3), ttl=2))
+    hook = VikingDBHook()
+    assert len(hook.fetch_in_collection(["d0", "d1", "d2"], collection_name="docs")["fetch"]) == 3
+    server.test_clock.now += 1.9
+    assert len(hook.fetch_in_collection(["d0", "d1", "d2"], collection_name="docs")["fetch"]) == 3
+    server.test_clock.now += 0.1
+    fetched = hook.fetch_in_collection(["d0", "d1", "d2"], collection_name="docs")
+    assert fetched["fetch"] == [] and sorted(fetched["ids_not_exist"]) == ["d0", "d1", "d2"]
+    assert summary["ttl"] == 2
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"n": 1}, "records[2] has no 'id' field"),
+        ({"id": False}, "records[2]['id'] is a bool"),
+        ({"id": "d9", "v": [0.1, float("nan")]}, "records[2]['v'][1] is NaN"),
+        ({"id": 5}, "records[2]['id'] = 5 is an int64, but records[0] has a string key"),
+        (["id", "x"], "records[2] = ['id', 'x'] is a list, not a dict"),
+        ({"id": "d0"}, "records[2]['id'] = 'd0' is the key of records[0] too"),
+    ],
+)
+def test_bad_records_fail_naming_the_first_one_and_send_nothing(server, bad, message):
+    records = [*rows(2), bad, *rows(200, "z")]
+    op = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=records)
+    with pytest.raises(AirflowFailException) as info:
+        run(op)
+    assert message in str(info.value) and "Nothing was sent" in str(info.value)
+    assert server.requests == []
+    assert info.value.pushed == {"written_ids": []}
+
+
+def test_a_refused_second_batch_fails_naming_batch_code_and_request_id(server):
+    server.fail_next(UPSERT_PATH, after=1, status=400, code="InvalidParameter", message="field v is bad")
+    op = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=rows(250), max_concurrency=1)
+    with pytest.raises(AirflowException) as info:
+        run(op)
+    refused = [r for r in upserts(server) if r.status == 400]
+    assert [len(r.body["data"]) for r in upserts(server)] == [100, 100]  # nothing after the refusal
+    text = str(info.value)
+    assert "batch 2 of 3 failed with VikingDB HTTP 400 InvalidParameter" in text
+    assert f"request_id={refused[0].request_id}" in text
+    assert "holds the 100 ids the service acknowledged" in text
+    assert info.value.pushed["written_ids"] == [f"d{n}" for n in range(100)]
+    assert sorted(server.records("docs")) == sorted(f"d{n}" for n in range(100))
+
+
+def test_interrupted_load_still_pushes_what_was_acknowledged(server):
+    op = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=rows(300), max_concurrency=1)
+    calls = []
+
+    def on_progress_stop(batch, envelope):  # the task is stopped after the second batch
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    hook = op.hook
+    original = hook.upsert
+
+    def upsert(rows_, **kwargs):
+        inner = kwargs.pop("on_batch")
+
+        def both(batch, envelope):
+            inner(batch, envelope)
+            on_progress_stop(batch, envelope)
+
+        return original(rows_, on_batch=both, **kwargs)
+
+    hook.upsert = upsert
+    with pytest.raises(KeyboardInterrupt) as info:
+        run(op)
+    assert info.value.pushed["written_ids"] == [f"d{n}" for n in range(200)]
+
+
+def test_records_path_is_checked_whole_then_streamed(server, tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"id": n, "v": [n / 10]}) + "\n" for n in range(1, 251)))
+    op = VikingDBUpsertOperator(task_id="load", collection_name="nums", records_path=f"file://{path}", ttl=60)
+    summary, pushed = run(op)
+    assert summary["records"] == 250 and summary["ids_written"] == 250 and summary["batches"] == 3
+    assert sorted(pushed["written_ids"]) == list(range(1, 251))
+    assert len(server.records("nums")) == 250
+
+
+def test_a_bad_last_line_sends_nothing(server, tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"id": n}) + "\n" for n in range(1, 251)) + '{"id": 0}\n')
+    op = VikingDBUpsertOperator(task_id="load", collection_name="nums", records_path=str(path))
+    with pytest.raises(AirflowFailException) as info:
+        run(op)
+    assert "line 251: record['id'] is 0" in str(info.value)
+    assert server.requests == []
+
+
+def test_a_missing_file_fails_naming_it(server, tmp_path):
+    op = VikingDBUpsertOperator(
+        task_id="load", collection_name="docs", records_path=str(tmp_path / "no.jsonl")
+    )
+    with pytest.raises(AirflowFailException) as info:
+        run(op)
+    assert "no.jsonl cannot be read: FileNotFoundError" in str(info.value)
+    assert server.requests == []
+
+
+def test_the_hook_streams_an_iterable_in_chunks_and_numbers_batches_across_them(server):
+    server.fail_next(UPSERT_PATH, after=3, status=400, code="InvalidParameter")
+    hook = VikingDBHook(max_concurrency=1)
+    seen = []
+    with pytest.raises(Exception) as info:
+        hook.upsert(
+            iter(rows(500)), collection_name="docs", chunk_rows=200, on_batch=lambda b, e: seen.append(len(b))
+        )
+    error = info.value
+    assert seen == [100, 100, 100]
+    assert error.failed_batches == [4] and "batch 4 of 5 failed" in str(error)
+    assert len(error.done_ids) == 300 and len(error.not_done_ids) == 200
+    assert error.result.ids_done == 300 and error.result.ids_requested == 500
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "give exactly one of records"),
+        ({"records": [], "records_path": "/x.jsonl"}, "give exactly one of records"),
+        ({"records": [], "ttl": 0}, "ttl = 0 is outside 1..2147483647"),
+        ({"records": [], "ttl": True}, "ttl is a bool"),
+        ({"records": [], "ttl": 2**31}, "outside 1..2147483647"),
+        ({"records": [], "batch_size": 101}, "batch_size must be an integer from 1 to 100"),
+        ({"records": [], "id_field": ""}, "id_field must be the name"),
+        ({"records": [], "max_concurrency": 0}, "max_concurrency must be a positive integer"),
+    ],
+)
+def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        VikingDBUpsertOperator(task_id="load", collection_name="docs", **kwargs)
+    assert message in str(info.value) and "'load'" in str(info.value)
+
+
+def test_no_records_is_a_success_that_sends_nothing(server):
+    summary, pushed = run(VikingDBUpsertOperator(task_id="load", collection_name="docs", records=[]))
+    assert summary["ids_written"] == 0 and pushed == {"written_ids": []} and server.requests == []
+
+
+def test_written_ids_is_an_xcomarg_of_the_written_ids_key():
+    from airflow.sdk import DAG
+
+    with DAG("d", schedule=None):
+        load = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=[])
+    arg = load.written_ids
+    assert arg.operator is load and arg.key == "written_ids"

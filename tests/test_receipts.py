@@ -1,0 +1,124 @@
+"""Deletion receipts: one line per acknowledged batch, a final line, written also on failure."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from airflow_provider_vikingdb.receipts import Receipt, ReceiptError, read_receipt, run_info
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_batches_then_a_final_line_with_counts_and_summary(tmp_path):
+    path = tmp_path / "sub" / "r.jsonl"
+    with Receipt.open(f"file://{path}", target="collection 'docs'", run={"run_id": "r1"}, requested=3) as r:
+        r.batch(["a", "b"], "req-1")
+        r.on_batch(["c"], {"request_id": "req-2", "code": "Success"})
+        r.finish("success", {"ids_deleted": 3})
+    first, second, final = lines(path)
+    assert (first["kind"], first["ids"], first["request_id"]) == ("batch", ["a", "b"], "req-1")
+    assert first["time"].endswith("Z") and second["ids"] == ["c"] and second["request_id"] == "req-2"
+    assert final["kind"] == "final" and final["outcome"] == "success"
+    assert final["counts"] == {"ids_deleted": 3, "batches": 2, "ids_requested": 3}
+    assert final["run"] == {"run_id": "r1"} and final["summary"] == {"ids_deleted": 3}
+    assert read_receipt(str(path)) == [first, second, final]
+
+
+def test_an_error_in_the_block_writes_a_failed_final_line_with_what_was_done(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with pytest.raises(RuntimeError), Receipt.open(str(path), target="t") as r:
+        r.batch([1, 2], "req-1")
+        raise RuntimeError("batch 2 of 3 failed")
+    final = lines(path)[-1]
+    assert final["outcome"] == "failed" and final["error"] == "RuntimeError: batch 2 of 3 failed"
+    assert final["counts"] == {"ids_deleted": 2, "batches": 1}
+
+
+def test_an_interruption_is_not_a_failure(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with pytest.raises(KeyboardInterrupt), Receipt.open(str(path), target="t"):
+        raise KeyboardInterrupt
+    assert lines(path)[-1]["outcome"] == "interrupted"
+
+
+def test_leaving_normally_finishes_once_as_success(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with Receipt.open(str(path), target="t") as r:
+        r.delete_all("req-9", records_before=7)
+    batch, final = lines(path)
+    assert batch["del_all"] is True and batch["ids"] is None and batch["records_before"] == 7
+    assert final["outcome"] == "success" and final["counts"] == {
+        "ids_deleted": 0,
+        "batches": 1,
+        "del_all": True,
+    }
+
+
+def test_a_local_receipt_is_appended_to_by_a_second_try(tmp_path):
+    path = tmp_path / "r.jsonl"
+    for attempt in (1, 2):
+        with Receipt.open(str(path), target="t", run={"try_number": attempt}) as r:
+            r.batch([attempt], f"req-{attempt}")
+    assert [(x["kind"], x.get("run")) for x in lines(path)] == [
+        ("batch", None),
+        ("final", {"try_number": 1}),
+        ("batch", None),
+        ("final", {"try_number": 2}),
+    ]
+
+
+def test_concurrent_batches_each_write_one_whole_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with Receipt.open(str(path), target="t") as r:
+        threads = [
+            threading.Thread(target=lambda n=n: r.batch(list(range(n * 100, n * 100 + 100)), f"q{n}"))
+            for n in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    written = lines(path)
+    ids = [i for x in written[:-1] for i in x["ids"]]
+    assert sorted(ids) == list(range(800)) and written[-1]["counts"]["batches"] == 8
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("relative/r.jsonl", "is a relative path"),
+        ("", "receipt rendered to ''"),
+        ("nosuchscheme://bucket/r.jsonl", "cannot be opened"),
+    ],
+)
+def test_bad_places_fail_before_anything_is_written(where, message):
+    with pytest.raises(ReceiptError) as info:
+        Receipt.open(where, target="t")
+    assert message in str(info.value)
+
+
+def test_a_receipt_that_cannot_be_created_fails_on_open(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ReceiptError) as info:
+        Receipt.open(str(blocker / "r.jsonl"), target="t")
+    assert "cannot write the receipt" in str(info.value)
+
+
+def test_run_info_reads_the_task_instance():
+    class TI:
+        dag_id, task_id, run_id, try_number, map_index = "d", "t", "manual__1", 2, -1
+
+    assert run_info({"ti": TI()}) == {
+        "dag_id": "d",
+        "task_id": "t",
+        "run_id": "manual__1",
+        "try_number": 2,
+        "map_index": -1,
+    }
+    assert run_info({}) == {}
