@@ -13,16 +13,13 @@ import time: DAG files import this module while the DAG processor parses them.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Mapping
 from functools import cached_property
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_vikingdb._compat import BaseHook
-from airflow_provider_vikingdb.batching import BatchResult, run_batches
+from airflow_provider_vikingdb.batching import BatchResult
 from airflow_provider_vikingdb.connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
@@ -40,27 +37,9 @@ from airflow_provider_vikingdb.exceptions import (
     VikingDBError,
     VikingDBInterruptedError,
 )
-from airflow_provider_vikingdb.filter_delete import (
-    DEFAULT_MAX_PASSES,
-    DEFAULT_VERIFY_TIMEOUT,
-    MAX_PAGE_SIZE,
-    FilterDelete,
-    FilterDeleteResult,
-    OffsetPager,
-    ScalarPager,
-)
-from airflow_provider_vikingdb.filters import parse_filter
-from airflow_provider_vikingdb.ids import MAX_BATCH_SIZE, batched, check_batch_size, normalize_ids
-from airflow_provider_vikingdb.ratelimit import AdaptiveRateLimiter, limiter_for
-from airflow_provider_vikingdb.records import (
-    CheckedRecords,
-    InvalidRecordsError,
-    RecordChecker,
-    check_id_field,
-    check_records,
-    check_ttl,
-)
-from airflow_provider_vikingdb.target import Target
+from airflow_provider_vikingdb.hooks.reads import VikingDBReadsMixin
+from airflow_provider_vikingdb.hooks.writes import VikingDBWritesMixin
+from airflow_provider_vikingdb.ratelimit import AdaptiveRateLimiter
 from airflow_provider_vikingdb.transport import (
     AGG_PATH,
     API,
@@ -76,7 +55,6 @@ from airflow_provider_vikingdb.transport import (
     UPSERT_PATH,
     Answer,
     RetryState,
-    agg_total,
     ca_verify,
     classify_httpx_error,
     classify_requests_error,
@@ -116,15 +94,11 @@ __all__ = [
 ]
 
 DEFAULT_MAX_CONCURRENCY = 8
-#: ids a dry run checks for existence; above it, a random sample of this many
-DRY_RUN_SAMPLE = 1000
-#: fetch_in_collection's own quota (rows/s), documented in vikingdb-api.md section 5
-FETCH_QUOTA = 1000.0
 #: connect timeout: a refused or black-holed host is known sooner than a slow answer
 MAX_CONNECT_TIMEOUT = 10.0
 
 
-class VikingDBHook(BaseHook):
+class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
     """Signed, retried access to the VikingDB V2 data plane.
 
     :param vikingdb_conn_id: Airflow connection of type ``vikingdb``.
@@ -385,437 +359,6 @@ class VikingDBHook(BaseHook):
             delay,
         )
 
-    # ---- batched calls ----
-
-    def _limiter(self, target: Target) -> AdaptiveRateLimiter:
-        return limiter_for(self.config.base_url, target.name, self.rows_per_second)
-
-    def delete(
-        self,
-        ids: Iterable[str | int] | None = None,
-        *,
-        collection_name: str | None = None,
-        resource_id: str | None = None,
-        del_all: bool = False,
-        batch_size: int = MAX_BATCH_SIZE,
-        max_concurrency: int | None = None,
-        on_progress: Callable[[BatchResult], None] | None = None,
-        on_batch: Callable[[Sequence[str | int], dict[str, Any]], None] | None = None,
-    ) -> BatchResult:
-        """Delete ``ids`` (validated and de-duplicated first) in batches, or everything with ``del_all``.
-
-        Nothing is sent unless every id is valid. The first batch goes alone; then batches
-        go ``max_concurrency`` at a time, paced to the collection's quota. After a permanent
-        error no new batch is sent, batches in flight finish, and ``VikingDBBatchError`` says
-        which ids were deleted and which were not. ``on_batch(ids, envelope)`` runs for every
-        acknowledged batch, one at a time (a deletion receipt writes its lines from it).
-        """
-        target = Target.of(collection_name, resource_id)
-        if del_all:
-            if ids is not None:
-                raise VikingDBConfigError("give either ids or del_all=True, not both")
-            result = BatchResult(target=str(target), del_all=True, batches_total=1)
-            envelope = self.request(DELETE_PATH, {**target.body, "del_all": True}, stats=result)
-            result.batches = 1
-            result.request_ids.append(envelope.get("request_id") or "")
-            return result
-        check_batch_size(batch_size)
-        id_list = normalize_ids(ids)
-        return self._run_batches(
-            action="delete",
-            path=DELETE_PATH,
-            target=target,
-            items=id_list,
-            make_body=lambda batch: {**target.body, "ids": list(batch)},
-            keys=list,
-            batch_size=batch_size,
-            max_concurrency=max_concurrency,
-            on_progress=on_progress,
-            on_batch=on_batch,
-        )
-
-    def upsert(
-        self,
-        rows: Iterable[Mapping[str, Any]],
-        *,
-        collection_name: str | None = None,
-        resource_id: str | None = None,
-        key_field: str = "id",
-        ttl: int | timedelta | None = None,
-        batch_size: int = MAX_BATCH_SIZE,
-        max_concurrency: int | None = None,
-        on_batch: Callable[[Sequence[Mapping[str, Any]], dict[str, Any]], None] | None = None,
-        on_progress: Callable[[BatchResult], None] | None = None,
-        chunk_rows: int | None = None,
-    ) -> BatchResult:
-        """Write ``rows`` (dicts of field -> value) in batches of at most ``batch_size`` (≤ 100).
-
-        A list (or any sequence) is checked whole first (``records.check_records``): nothing is
-        sent unless every row is valid. Any other iterable (a generator, a file's records) is
-        streamed: read ``chunk_rows`` rows at a time (default: ``batch_size`` * 16 * concurrency),
-        each chunk checked before it is sent; a bad row found later stops the upsert there,
-        after the chunks before it were written. ``ttl`` (seconds or a ``timedelta``,
-        1..2**31-1) goes with every batch.
-
-        ``on_batch(rows, envelope)`` runs for every batch the service acknowledged (one at a
-        time). Returns the same summary as ``delete`` (``ids_done`` counts rows written);
-        ``VikingDBBatchError`` (``done_ids``: the keys written) when a batch fails for good.
-        """
-        target = Target.of(collection_name, resource_id)
-        check_batch_size(batch_size)
-        try:
-            seconds = check_ttl(ttl)
-            key_field = check_id_field(key_field)
-        except InvalidRecordsError as exc:
-            raise VikingDBConfigError(str(exc)) from None
-        extra = {"ttl": seconds} if seconds is not None else {}
-        options = {
-            "action": "upsert",
-            "path": UPSERT_PATH,
-            "target": target,
-            "make_body": lambda batch: {**target.body, "data": list(batch), **extra},
-            "keys": lambda batch: [row[key_field] for row in batch],
-            "batch_size": batch_size,
-            "max_concurrency": max_concurrency,
-            "on_batch": on_batch,
-            "on_progress": on_progress,
-        }
-        if isinstance(rows, Sequence) and not isinstance(rows, (str, bytes, bytearray)):
-            try:
-                checked = check_records(rows, key_field)
-            except InvalidRecordsError as exc:
-                raise VikingDBConfigError(f"{exc}. Nothing was sent.") from None
-            return self._run_batches(items=checked, **options)  # type: ignore[arg-type]
-        if chunk_rows is None:
-            chunk_rows = batch_size * 16 * (max_concurrency or self.max_concurrency)
-        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-            raise VikingDBConfigError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-        # Whole batches per chunk: the batches sent are the same as for a list.
-        chunk_rows = max(chunk_rows // batch_size, 1) * batch_size
-        return self._upsert_stream(rows, key_field=key_field, chunk_rows=chunk_rows, **options)
-
-    def _upsert_stream(
-        self,
-        rows: Iterable[Mapping[str, Any]],
-        *,
-        key_field: str,
-        chunk_rows: int,
-        target: Target,
-        batch_size: int,
-        **options: Any,
-    ) -> BatchResult:
-        """``upsert`` of an iterable: one ``run_batches`` per chunk, one summary for all of them.
-
-        Each chunk's first batch goes alone, like a list's: a refused first batch costs one
-        request. The limiter is the collection's, shared by every chunk, so the pace holds.
-        """
-        result = BatchResult(target=str(target), action="upsert")
-        checker = RecordChecker(key_field, label="rows[{}]")
-        source = iter(rows)
-        done: list = []
-        sent_rows = 0
-        while True:
-            chunk = CheckedRecords(key_field)
-            try:
-                for row in islice(source, chunk_rows):
-                    chunk.ids.append(checker.check(row))
-                    chunk.append(row if isinstance(row, dict) else dict(row))
-            except InvalidRecordsError as exc:
-                where = "Nothing was sent." if not sent_rows else (
-                    f"The {result.ids_done} rows before it were written ({result.batches} batches); "
-                    "nothing after it was sent."
-                )  # fmt: skip
-                raise VikingDBConfigError(f"{exc}. {where}") from None
-            if not chunk:
-                break
-            batches_before = result.batches_total
-            try:
-                self._run_batches(items=chunk, target=target, batch_size=batch_size, result=result, **options)
-            except VikingDBBatchError as exc:
-                # Renumber the chunk's error for the whole stream; the rows never read are not done.
-                rest = _drain_keys(source, key_field)
-                result.ids_requested = sent_rows + len(chunk) + len(rest)
-                result.batches_total = batches_before + exc.result.batches_total + -(-len(rest) // batch_size)
-                raise VikingDBBatchError(
-                    exc.cause,
-                    action="upsert",
-                    result=result,
-                    failed_batches=[batches_before + n for n in exc.failed_batches],
-                    done_ids=done + exc.done_ids,
-                    not_done_ids=exc.not_done_ids + rest,
-                ) from exc.cause
-            done.extend(chunk.ids)
-            sent_rows += len(chunk)
-            result.batches_total = batches_before + -(-len(chunk) // batch_size)
-            result.ids_requested = sent_rows
-        return result
-
-    def _run_batches(
-        self,
-        *,
-        action: str,
-        path: str,
-        target: Target,
-        items: Sequence[Any],
-        make_body: Callable[[Sequence[Any]], dict[str, Any]],
-        keys: Callable[[Sequence[Any]], list],
-        batch_size: int,
-        max_concurrency: int | None,
-        on_progress: Callable[[BatchResult], None] | None = None,
-        on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None,
-        result: BatchResult | None = None,
-    ) -> BatchResult:
-        concurrency = max_concurrency or self.max_concurrency
-        if result is None:
-            result = BatchResult(target=str(target), action=action)
-        if not items:
-            return run_batches(
-                action=action, target=str(target), items=items, batch_size=batch_size, concurrency=1,
-                send=lambda batch, cancel: {}, keys=keys, log=self.log, result=result,
-            )  # fmt: skip
-        if concurrency > self.max_concurrency:
-            self._resize_pool(concurrency)
-        self.session  # noqa: B018  (made here, not raced for by the workers' first requests)
-        limiter = self._limiter(target)
-
-        def send(batch: Sequence[Any], cancel: Cancel) -> dict[str, Any]:
-            return self.request(
-                path, make_body(batch), rows=len(batch), limiter=limiter, stats=result, cancel=cancel
-            )
-
-        return run_batches(
-            action=action,
-            target=str(target),
-            items=items,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            send=send,
-            keys=keys,
-            log=self.log,
-            on_batch=on_batch,
-            on_progress=on_progress,
-            result=result,
-        )
-
-    def _resize_pool(self, size: int) -> None:
-        self.max_concurrency = size
-        if "session" in self.__dict__:
-            self._mount(self.session, size)
-
-    # ---- reads ----
-
-    def fetch_in_collection(
-        self,
-        ids: Iterable[str | int],
-        *,
-        collection_name: str | None = None,
-        resource_id: str | None = None,
-        output_fields: Sequence[str] | None = None,
-    ) -> dict[str, list]:
-        """Records as the collection holds them now: ``{"fetch": [...], "ids_not_exist": [...]}``."""
-        target = Target.of(collection_name, resource_id)
-        extra = {"output_fields": list(output_fields)} if output_fields is not None else {}
-        return self._fetch(FETCH_IN_COLLECTION_PATH, {**target.body, **extra}, ids)
-
-    def fetch_in_index(
-        self,
-        ids: Iterable[str | int],
-        *,
-        index_name: str,
-        collection_name: str | None = None,
-        resource_id: str | None = None,
-        partition: str | None = None,
-        output_fields: Sequence[str] | None = None,
-    ) -> dict[str, list]:
-        """Records as the index still holds them (it lags behind the collection)."""
-        target = Target.of(collection_name, resource_id)
-        extra: dict[str, Any] = {"index_name": index_name}
-        if partition is not None:
-            extra["partition"] = partition
-        if output_fields is not None:
-            extra["output_fields"] = list(output_fields)
-        return self._fetch(FETCH_IN_INDEX_PATH, {**target.body, **extra}, ids)
-
-    def _fetch(self, path: str, base: dict[str, Any], ids: Iterable[str | int]) -> dict[str, list]:
-        merged: dict[str, list] = {"fetch": [], "ids_not_exist": []}
-        for batch in _batches(normalize_ids(ids)):
-            result = self.request(path, {**base, "ids": list(batch)}).get("result") or {}
-            merged["fetch"].extend(result.get("fetch") or [])
-            merged["ids_not_exist"].extend(result.get("ids_not_exist") or [])
-        return merged
-
-    def count_existing(
-        self,
-        ids: Sequence[str | int],
-        *,
-        collection_name: str | None = None,
-        resource_id: str | None = None,
-        sample: int = DRY_RUN_SAMPLE,
-        rows_per_second: float = FETCH_QUOTA,
-    ) -> tuple[int, int]:
-        """How many of ``ids`` the collection holds now: ``(existing, checked)``.
-
-        Checks all ids up to ``sample``, else a random sample of that many (``checked <
-        len(ids)``). ``fetch_in_collection`` has its own quota (1000 rows/s by default), so
-        the requests are paced to ``rows_per_second``.
-        """
-        target = Target.of(collection_name, resource_id)
-        chosen = list(ids) if len(ids) <= sample else random.sample(list(ids), sample)
-        existing = 0
-        next_at = time.monotonic()
-        for batch in _batches(normalize_ids(chosen)):
-            wait = next_at - time.monotonic()
-            if wait > 0:
-                (self._sleep or time.sleep)(wait)
-            next_at = max(next_at, time.monotonic()) + len(batch) / rows_per_second
-            result = self.request(FETCH_IN_COLLECTION_PATH, {**target.body, "ids": list(batch)})
-            existing += len((result.get("result") or {}).get("fetch") or [])
-        return existing, len(chosen)
-
-    def search_random(
-        self,
-        *,
-        index_name: str,
-        collection_name: str | None = None,
-        resource_id: str | None = None,
-        limit: int = 10,
-        filter: Mapping[str, Any] | None = None,
-        output_fields: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Up to ``limit`` records the index holds, in no order: tells whether an index is empty."""
-        body: dict[str, Any] = {**Target.of(collection_name, resource_id).body, "index_name": index_name}
-        body["limit"] = limit
-        if filter is not None:
-            body["filter"] = dict(filter)
-        if output_fields is not None:
-            body["output_fields"] = list(output_fields)
-        result = self.request(SEARCH_RANDOM_PATH, body).get("result") or {}
-        return list(result.get("data") or [])
-
-    def count(
-        self,
-        *,
-        index_name: str,
-        collection_name: str | None = None,
-        resource_id: str | None = None,
-        filter: Mapping[str, Any] | None = None,
-    ) -> int:
-        """How many records the index holds (that match ``filter``): the ``agg`` count endpoint.
-
-        It reads the index, which lags the collection (about 20 s; minutes after ``del_all``).
-        """
-        body: dict[str, Any] = {**Target.of(collection_name, resource_id).body, "index_name": index_name}
-        body["op"] = "count"
-        if filter is not None:
-            body["filter"] = dict(filter)
-        result = self.request(AGG_PATH, body).get("result") or {}
-        return agg_total(result)
-
-    # ---- delete by filter (VikingDB has none: search the ids, delete them by id) ----
-
-    def iter_matching_ids(
-        self,
-        *,
-        index_name: str,
-        filter: Mapping[str, Any] | str,
-        collection_name: str | None = None,
-        resource_id: str | None = None,
-        sort_field: str | None = None,
-        page_size: int = MAX_PAGE_SIZE,
-    ) -> Iterator[list[str | int]]:
-        """The primary keys of the records of ``index_name`` that match ``filter``, one page (list) at a time.
-
-        Never the whole set in memory. With ``sort_field`` (int64 or float32, scalar-indexed),
-        pages follow a watermark on it (``search/scalar`` ascending), which stays correct when
-        the caller deletes each page before asking for the next while the index still returns
-        deleted records; without it, ``search/random`` by offset (correct for a read-only scan).
-        The filter is checked first (``filters.parse_filter``).
-        """
-        target = Target.of(collection_name, resource_id)
-        flt = parse_filter(filter)
-        base = {**target.body, "index_name": index_name}
-        pager = (
-            ScalarPager(self.request, base, flt, sort_field, page_size)
-            if sort_field
-            else OffsetPager(self.request, base, flt, page_size)
-        )
-        yield from pager
-
-    def filter_delete(
-        self,
-        *,
-        index_name: str,
-        filter: Mapping[str, Any] | str,
-        collection_name: str | None = None,
-        resource_id: str | None = None,
-        sort_field: str | None = None,
-        page_size: int = MAX_PAGE_SIZE,
-        batch_size: int = MAX_BATCH_SIZE,
-        max_concurrency: int | None = None,
-        settle: float | None = None,
-        poke_interval: float | None = None,
-        verify_timeout: float | None = None,
-        max_checked_ids: int | None = None,
-        max_passes: int = DEFAULT_MAX_PASSES,
-        max_delete: int | None = None,
-        on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None,
-    ) -> FilterDelete:
-        """A delete by filter, ready to ``count()``, ``sample()`` or ``run()`` (see ``delete_by_filter``).
-
-        ``on_batch(ids, envelope)`` runs for every acknowledged delete batch (a receipt's).
-        """
-        from airflow_provider_vikingdb.index_sync import DEFAULT_MAX_CHECKED_IDS, DEFAULT_POKE_INTERVAL
-
-        target = Target.of(collection_name, resource_id)
-        check_batch_size(batch_size)
-        return FilterDelete(
-            send=self.request,
-            delete=lambda ids, batch_hook=on_batch: self.delete(
-                ids,
-                batch_size=batch_size,
-                max_concurrency=max_concurrency,
-                on_batch=batch_hook,
-                **target.body,
-            ),
-            target=target,
-            index_name=index_name,
-            flt=parse_filter(filter),
-            sort_field=sort_field,
-            page_size=page_size,
-            settle=settle,
-            poke_interval=DEFAULT_POKE_INTERVAL if poke_interval is None else poke_interval,
-            verify_timeout=DEFAULT_VERIFY_TIMEOUT if verify_timeout is None else verify_timeout,
-            max_checked_ids=DEFAULT_MAX_CHECKED_IDS if max_checked_ids is None else max_checked_ids,
-            max_passes=max_passes,
-            max_delete=max_delete,
-            log=self.log,
-            sleep=self._sleep or time.sleep,
-        )
-
-    def delete_by_filter(
-        self, *, index_name: str, filter: Mapping[str, Any] | str, **kwargs: Any
-    ) -> FilterDeleteResult:
-        """Delete every record that ``filter`` matches in ``index_name``, and verify it.
-
-        Counts first (``agg``; ``max_delete`` is checked against it before anything is
-        deleted), then searches page by page and deletes each page through the batch pool
-        while the next page is searched; each pass ends once the index has applied its
-        deletes (ids seen there and then gone, or ``settle`` seconds), then counts again:
-        leftovers get another pass, up to ``max_passes``. Takes ``filter_delete``'s keyword
-        arguments. Raises ``FilterDeleteError`` (its ``result`` says what was done).
-        """
-        runner = self.filter_delete(index_name=index_name, filter=filter, **kwargs)
-        matched = runner.count()
-        if runner.max_delete is not None and matched > runner.max_delete:
-            raise VikingDBConfigError(
-                f"{matched} records match the filter, more than max_delete={runner.max_delete}: nothing was "
-                f"deleted. If that many is intended, raise max_delete to at least {matched}"
-            )
-        if matched == 0:
-            runner.result.matched = runner.result.remaining = 0
-            return runner.result
-        return runner.run(matched)
-
     def ping(self) -> dict[str, Any]:
         return self.request(PING_PATH, method="GET")
 
@@ -838,19 +381,3 @@ class VikingDBHook(BaseHook):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _batches(ids: Sequence[str | int]) -> Iterator[Sequence[str | int]]:
-    return batched(ids, MAX_BATCH_SIZE)
-
-
-def _drain_keys(rows: Iterator[Mapping[str, Any]], key_field: str) -> list:
-    """The keys of the rows a stopped stream did not send (to say what was not written)."""
-    keys: list = []
-    try:
-        for row in rows:
-            if isinstance(row, Mapping) and key_field in row:
-                keys.append(row[key_field])
-    except Exception:  # a bad row further on: what was not written is known up to it
-        pass
-    return keys
