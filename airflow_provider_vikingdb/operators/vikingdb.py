@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_vikingdb._compat import AirflowException, default_deferrable, fail_task
+from airflow_provider_vikingdb._compat import default_deferrable, fail_task
 from airflow_provider_vikingdb.arguments import (
     check_ids_args,
     check_max_delete,
@@ -33,29 +33,32 @@ from airflow_provider_vikingdb.ids import InvalidIdsError, check_batch_size, nor
 from airflow_provider_vikingdb.index_sync import (
     DEFAULT_MAX_CHECKED_IDS,
     DEFAULT_POKE_INTERVAL,
-    IndexSyncCheck,
     check_max_checked_ids,
     check_seconds,
-    default_timeout,
-    plan_check,
-    wait_blocking,
-    wait_summary,
 )
 from airflow_provider_vikingdb.operators.by_filter import check_filter_args, execute_by_filter
+from airflow_provider_vikingdb.operators.index_wait import (
+    DELETE_SUMMARY_KEY,
+    IndexNotSyncedError,
+    IndexWaitMixin,
+)
 from airflow_provider_vikingdb.operators.upsert import VikingDBUpsertOperator
 from airflow_provider_vikingdb.receipts import Receipt, ReceiptError, run_info
 from airflow_provider_vikingdb.target import Target
-from airflow_provider_vikingdb.waiting import defer_wait, read_event
 
-__all__ = ["IndexNotSyncedError", "VikingDBDeleteOperator", "VikingDBUpsertOperator", "parse_del_all"]
+__all__ = [
+    "DELETE_SUMMARY_KEY",
+    "IndexNotSyncedError",
+    "VikingDBDeleteOperator",
+    "VikingDBUpsertOperator",
+    "parse_del_all",
+]
 
 _NOTHING_TO_DELETE = (
     "nothing to delete: give ids (e.g. ids=upstream_task.output), a filter (filter=..., or "
     "time_field=/older_than=, with index_name), or del_all=True"
 )
 
-#: XCom key of the delete's summary, pushed before waiting for the index
-DELETE_SUMMARY_KEY = "delete_summary"
 
 #: the hook's default requests in flight (the hook module is imported only when a task runs)
 DEFAULT_MAX_CONCURRENCY = 8
@@ -66,7 +69,7 @@ if TYPE_CHECKING:
     from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
 
 
-class VikingDBDeleteOperator(BaseOperator):
+class VikingDBDeleteOperator(IndexWaitMixin, BaseOperator):
     """Delete records from a VikingDB collection by primary key, by filter, or all of them.
 
     :param collection_name: the collection (templated). Give this or ``resource_id``.
@@ -434,122 +437,6 @@ class VikingDBDeleteOperator(BaseOperator):
                 f"If that many is intended, raise max_delete to at least {count} (or split the job)."
             )
 
-    # ---- waiting for the index ----
-
-    def _look_before(self, target: Target, index_name: str | None, ids: list | None) -> IndexSyncCheck | None:
-        """Plan the index wait and look once before the delete: what the index holds now is seen.
-
-        Seen now and absent later proves the delete reached the index; absent on every look
-        proves it only after the settle time. A wrong index name fails here, before deleting.
-        """
-        if index_name is None:
-            return None
-        check, plan = plan_check(target, index_name, ids, self.max_checked_ids, settle=self.index_settle)
-        self._wait_plan = plan
-        try:
-            check.look(self.hook.request, before=True)
-        except VikingDBError as exc:
-            if not exc.retryable:
-                self._fail(f"cannot read index {index_name!r} (wait_for_index): {exc}. Nothing was deleted.")
-            self.log.warning(
-                "Could not look at index %r before deleting (%s); waiting anyway.", index_name, exc
-            )
-        return check
-
-    def _then_wait(
-        self,
-        context: Context,
-        check: IndexSyncCheck | None,
-        summary: dict[str, Any],
-        *,
-        deleted_at: float | None = None,
-    ) -> dict[str, Any]:
-        """Return ``summary`` once the index reflects the delete; no ``check``: no wait."""
-        started_at = time.time()
-        index_name = self._index_to_wait_for()
-        if index_name is None:
-            return summary
-        if check is None:
-            self.log.info("Nothing was deleted: no need to wait for index %r.", index_name)
-            empty = IndexSyncCheck(Target.from_body(self._checked_target().body), index_name, [])
-            return {
-                **summary,
-                **wait_summary(empty, index_name=index_name, total_ids=0, started_at=started_at),
-            }
-        check.deleted_at = deleted_at if deleted_at is not None else started_at
-        total = 0 if check.del_all else summary.get("ids_requested", 0)
-        # The delete is done whatever happens to the wait: keep its summary where a failed wait can't lose it.
-        ti = context.get("ti")
-        if ti is not None:
-            ti.xcom_push(key=DELETE_SUMMARY_KEY, value=summary)
-        timeout = self.index_timeout if self.index_timeout is not None else default_timeout(check.del_all)
-        deadline = started_at + timeout
-        self.log.info("%s; settle %gs, timeout %gs.", getattr(self, "_wait_plan", ""), check.settle, timeout)
-
-        if self.deferrable:
-            defer_wait(
-                self,
-                check,
-                vikingdb_conn_id=self.vikingdb_conn_id,
-                deadline=deadline,
-                poke_interval=self.index_poke_interval,
-                started_at=started_at,
-                total_ids=total,
-            )
-
-        try:
-            synced = wait_blocking(
-                check,
-                self.hook.request,
-                deadline=deadline,
-                poke_interval=self.index_poke_interval,
-                log=self.log,
-            )
-        except VikingDBError as exc:  # permanent: a wrong index name, the credentials, ...
-            raise AirflowException(
-                f"{type(self).__name__} {self.task_id!r}: waiting for index {index_name!r} failed: {exc}. "
-                f"{_delete_done(summary)}"
-            ) from exc
-        if not synced:
-            raise IndexNotSyncedError(
-                f"{type(self).__name__} {self.task_id!r}: timed out after {time.time() - started_at:.1f}s: "
-                f"{check.pending_text()}. {_delete_done(summary)}"
-            )
-        return {
-            **summary,
-            **wait_summary(check, index_name=index_name, total_ids=total, started_at=started_at),
-        }
-
-    def _index_to_wait_for(self) -> str | None:
-        if self.wait_for_index is None:
-            return None
-        index_name = rendered_text(self.wait_for_index)
-        if not index_name:
-            # Checked before deleting: a wait that cannot happen must not follow a delete.
-            self._fail(f"wait_for_index rendered to {self.wait_for_index!r}: give the index name, or None")
-        return index_name
-
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger: the delete's summary plus the wait's, or fail with its message."""
-        ti = context.get("ti")
-        summary = (
-            ti.xcom_pull(task_ids=self.task_id, key=DELETE_SUMMARY_KEY, map_indexes=ti.map_index)
-            if ti is not None
-            else None
-        )
-        outcome = read_event(event)
-        if outcome.status == "timeout":
-            raise IndexNotSyncedError(
-                f"{type(self).__name__} {self.task_id!r}: {outcome.message}. {_delete_done(summary)}"
-            )
-        if outcome.status != "success":
-            raise AirflowException(
-                f"{type(self).__name__} {self.task_id!r}: waiting for index "
-                f"{outcome.event.get('index_name')!r} failed: {outcome.message}. {_delete_done(summary)}"
-            )
-        self.log.info("%s.", outcome.message)
-        return {**(summary or {}), **outcome.summary}
-
     def _checked_target(self) -> Target:
         try:
             return Target.from_body(rendered_target(self.collection_name, self.resource_id))
@@ -573,16 +460,3 @@ class VikingDBDeleteOperator(BaseOperator):
 
     def _fail(self, message: str):
         fail_task(self, message)
-
-
-class IndexNotSyncedError(AirflowException):
-    """The index still held deleted records when ``index_timeout`` ran out (the delete itself was done)."""
-
-
-def _delete_done(summary: dict[str, Any] | None) -> str:
-    if not summary:
-        return "The delete itself succeeded."
-    if summary.get("del_all"):
-        return f"The delete itself succeeded (del_all on {summary.get('target')}); only the index lags."
-    deleted, target = summary.get("ids_deleted"), summary.get("target")
-    return f"The delete itself succeeded ({deleted} ids deleted from {target}); only the index lags."

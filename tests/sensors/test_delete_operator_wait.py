@@ -177,7 +177,7 @@ def test_del_all_default_timeout_is_longer(server, monkeypatch):
         captured["timeout"] = deadline - time.time()
         return True
 
-    monkeypatch.setattr("airflow_provider_vikingdb.operators.vikingdb.wait_blocking", fake_wait)
+    monkeypatch.setattr("airflow_provider_vikingdb.operators.index_wait.wait_blocking", fake_wait)
     op(ids=None, del_all=True).execute({"ti": FakeTI()})
     assert 899 < captured["timeout"] <= 900
     op().execute({"ti": FakeTI()})
