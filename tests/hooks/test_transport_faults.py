@@ -262,3 +262,30 @@ def test_reading_the_connection_masks_only_its_secrets(server, monkeypatch, capl
     assert sorted(masked) == sorted([SK, SESSION_TOKEN])  # not "http", "cn-beijing", 5, 2
     out, err = capfd.readouterr()
     assert "too short" not in caplog.text + out + err
+
+
+def _rearm_short_secret_warning(monkeypatch):
+    """Airflow warns about a too-short secret once per process: make this test see it again."""
+    from airflow.sdk import log as sdk_log
+
+    masker = sdk_log._secrets_masker()
+    monkeypatch.setattr(type(masker), "_has_warned_short_secret", False, raising=False)
+
+
+def test_the_local_servers_connection_gets_no_too_short_warning(server, monkeypatch, caplog, capfd):
+    # The warning is Airflow's own (its connection lookup masks every extra value): the local
+    # server's connection gives its scheme in the host URL, so no short extra value is left.
+    caplog.set_level(logging.DEBUG)
+    _rearm_short_secret_warning(monkeypatch)
+    VikingDBHook().delete(["a"], collection_name="test_coll")
+    out, err = capfd.readouterr()
+    assert "too short" not in caplog.text + out + err
+    # the check is live: an extra "scheme": "http" does make Airflow warn
+    _rearm_short_secret_warning(monkeypatch)
+    conn = json.loads(server.connection_json())
+    conn["host"] = conn["host"].removeprefix("http://")
+    conn["extra"]["scheme"] = "http"
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    VikingDBHook().delete(["a"], collection_name="test_coll")
+    out, err = capfd.readouterr()
+    assert "too short" in caplog.text + out + err
