@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
@@ -93,13 +94,14 @@ def test_concurrent_batches_each_write_one_whole_line(tmp_path):
     [
         ("relative/r.jsonl", "is a relative path"),
         ("", "receipt rendered to ''"),
-        ("nosuchscheme://bucket/r.jsonl", "cannot be opened"),
+        # refused when the path is made (Airflow 3.2+) or when it is first written (3.1)
+        ("nosuchscheme://bucket/r.jsonl", r"(cannot be opened|cannot write the receipt).*nosuchscheme"),
     ],
 )
 def test_bad_places_fail_before_anything_is_written(where, message):
     with pytest.raises(ReceiptError) as info:
         Receipt.open(where, target="t")
-    assert message in str(info.value)
+    assert re.search(message, str(info.value)), str(info.value)
 
 
 def test_a_receipt_that_cannot_be_created_fails_on_open(tmp_path):

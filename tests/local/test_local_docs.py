@@ -155,7 +155,8 @@ def test_the_dag_test_recipe(tmp_path) -> None:
     (tmp_path / "test_my_cleanup.py").write_text(test, encoding="utf-8")
     (tmp_path / "dags").mkdir()
     (tmp_path / "dags" / "my_cleanup.py").write_text(MY_CLEANUP, encoding="utf-8")
-    migrated = ROOT / ".airflow" / "airflow.db"
+    # the DB migrated for the Airflow running this test (.airflow, or .airflow-lower for test-lower)
+    migrated = Path(os.environ.get("AIRFLOW_HOME", ROOT / ".airflow")) / "airflow.db"
     if migrated.exists():  # spare the recipe's `airflow db migrate` (a minute); it runs it when missing
         (tmp_path / ".airflow").mkdir()
         shutil.copy(migrated, tmp_path / ".airflow" / "airflow.db")
