@@ -1,4 +1,4 @@
-"""Arguments the delete operator and the index-sync sensor share, checked the same way.
+"""Arguments the operators, the index-sync sensor and the hook share, checked the same way.
 
 Pure and cheap to import (DAG files import it). At parse time only what is
 literally known is checked; templated values are checked once rendered, before
@@ -59,6 +59,22 @@ def check_max_delete(value: Any) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"max_delete must be None (no cap) or a whole number >= 0, got {value!r}")
+    return value
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """A whole number >= 1 (a bool is not one), e.g. ``max_concurrency``; ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_rows_per_second(value: object) -> float | None:
+    """``rows_per_second``: None (no fixed cap) or a number > 0 (a bool is not one)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"rows_per_second must be > 0 or None, got {value!r}")
     return value
 
 

@@ -193,7 +193,7 @@ class FilterDeleteResult:
     """What a delete by filter did; ``to_dict()`` is JSON-safe (it goes to XCom)."""
 
     target: str
-    filter: dict
+    filter: dict[str, Any]
     matched: int | None = None
     ids_deleted: int = 0
     pages: int = 0
@@ -261,9 +261,6 @@ class FilterDeleteError(VikingDBError):
     @property
     def retryable(self) -> bool:
         return self.cause.retryable if self.cause is not None else False
-
-
-_END = object()
 
 
 class FilterDelete:
@@ -392,7 +389,8 @@ class FilterDelete:
 
     def _one_pass(self, pager: ScalarPager | OffsetPager) -> tuple[list[Any], float]:
         """Search in a producer thread, delete here; returns the last page's ids and when it was deleted."""
-        pages: queue.Queue = queue.Queue(maxsize=1)  # one page searched ahead, one being deleted
+        # One page searched ahead, one being deleted; None: the search is over (pages are lists).
+        pages: queue.Queue[list[Any] | None] = queue.Queue(maxsize=1)
         stop = threading.Event()
         failure: list[BaseException] = []
 
@@ -412,7 +410,7 @@ class FilterDelete:
             finally:
                 while not stop.is_set():
                     try:
-                        pages.put(_END, timeout=0.2)
+                        pages.put(None, timeout=0.2)
                         break
                     except queue.Full:
                         continue
@@ -424,7 +422,7 @@ class FilterDelete:
         try:
             while True:
                 ids = pages.get()
-                if ids is _END:
+                if ids is None:
                     break
                 self._check_cap(len(ids))
                 self.result.pages += 1
@@ -447,14 +445,14 @@ class FilterDelete:
             producer.join(timeout=5)
             self.result.searches += pager.searches
         if failure:
-            exc = failure[0]
-            if isinstance(exc, VikingDBError):
+            error = failure[0]
+            if isinstance(error, VikingDBError):
                 raise FilterDeleteError(
-                    f"searching index {self.index_name!r} failed: {exc}. {self.result.progress()}",
+                    f"searching index {self.index_name!r} failed: {error}. {self.result.progress()}",
                     self.result,
-                    exc,
-                ) from exc
-            raise exc
+                    error,
+                ) from error
+            raise error
         return last_ids, deleted_at
 
     def _check_cap(self, page: int) -> None:

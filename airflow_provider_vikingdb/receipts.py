@@ -159,9 +159,10 @@ class Receipt:
 
     def batch(self, ids: Sequence[str | int], request_id: str | None) -> None:
         """One acknowledged batch: its ids and the request that deleted them."""
-        line = {"kind": "batch", "target": self.target, "ids": list(ids), "request_id": request_id}
+        id_list = list(ids)
+        line = {"kind": "batch", "target": self.target, "ids": id_list, "request_id": request_id}
         with self._lock:
-            self.ids_deleted += len(line["ids"])
+            self.ids_deleted += len(id_list)
             self.batches += 1
             self._write({**line, "time": _now()})
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from airflow_provider_vikingdb.exceptions import VikingDBConfigError
 
 TARGET_RULE = "give exactly one of collection_name or resource_id"
+
+
+class TargetBody(TypedDict, total=False):
+    """The request body's part that names the collection: exactly one of the two keys.
+
+    Typed so that ``hook.delete(ids, **target.body)`` type-checks as the two keyword arguments.
+    """
+
+    collection_name: str
+    resource_id: str
 
 
 @dataclass(frozen=True)
@@ -37,9 +47,11 @@ class Target:
         raise VikingDBConfigError(f"{TARGET_RULE} (got {dict(body)!r})")
 
     @property
-    def body(self) -> dict[str, str]:
+    def body(self) -> TargetBody:
         """The request body's part that names the collection."""
-        return {self.key: self.name}
+        if self.key == "collection_name":
+            return {"collection_name": self.name}
+        return {"resource_id": self.name}
 
     def __str__(self) -> str:
         kind = "collection" if self.key == "collection_name" else "resource"

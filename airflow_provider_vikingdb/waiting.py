@@ -40,7 +40,7 @@ def defer_wait(
 
     trigger = VikingDBIndexSyncTrigger(
         vikingdb_conn_id=vikingdb_conn_id,
-        target=check.target.body,
+        target={check.target.key: check.target.name},  # Target.body as the plain dict[str, str] it is
         index_name=check.index_name,
         ids=None if check.del_all else check.initial,
         deleted_at=check.deleted_at,

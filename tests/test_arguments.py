@@ -4,6 +4,8 @@ import pytest
 
 from airflow_provider_vikingdb.arguments import (
     check_ids_args,
+    check_positive_int,
+    check_rows_per_second,
     check_target_args,
     jinja_dependency_warning,
     rendered_target,
@@ -47,3 +49,24 @@ def test_ids_rules():
     with pytest.raises(ValueError, match="give them"):
         check_ids_args("t", None, False, "give them")
     check_ids_args("t", None, "{{ params.purge }}", "x")  # templated: checked at run time
+
+
+@pytest.mark.parametrize("value", [0, -1, True, False, 1.0, "8", None])
+def test_a_positive_int_is_a_whole_number_from_one_and_not_a_bool(value):
+    with pytest.raises(ValueError, match=r"^max_concurrency must be a positive integer, got "):
+        check_positive_int("max_concurrency", value)
+
+
+def test_a_positive_int_is_returned_as_given():
+    assert check_positive_int("chunk_rows", 1) == 1 and check_positive_int("chunk_rows", 10**6) == 10**6
+
+
+@pytest.mark.parametrize("value", [0, -0.5, float("nan"), True, "100"])
+def test_rows_per_second_is_none_or_a_number_above_zero(value):
+    with pytest.raises(ValueError, match=r"^rows_per_second must be > 0 or None, got "):
+        check_rows_per_second(value)
+
+
+@pytest.mark.parametrize("value", [None, 0.5, 1000])
+def test_rows_per_second_accepted_as_given(value):
+    assert check_rows_per_second(value) == value

@@ -34,7 +34,9 @@ from airflow_provider_vikingdb.transport import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+    from airflow_provider_vikingdb.hooks._host import HookHost as _Base
+else:
+    _Base = object  # at run time a plain mixin: VikingDBHook's MRO is unchanged (see hooks/_host.py)
 
 #: ids a dry run checks for existence; above it, a random sample of this many
 DRY_RUN_SAMPLE = 1000
@@ -42,24 +44,24 @@ DRY_RUN_SAMPLE = 1000
 FETCH_QUOTA = 1000.0
 
 
-class VikingDBReadsMixin:
+class VikingDBReadsMixin(_Base):
     """Reads, counts, searches and delete by filter; ``self`` is a ``VikingDBHook``."""
 
     def fetch_in_collection(
-        self: VikingDBHook,
+        self,
         ids: Iterable[str | int],
         *,
         collection_name: str | None = None,
         resource_id: str | None = None,
         output_fields: Sequence[str] | None = None,
-    ) -> dict[str, list]:
+    ) -> dict[str, list[Any]]:
         """Records as the collection holds them now: ``{"fetch": [...], "ids_not_exist": [...]}``."""
         target = Target.of(collection_name, resource_id)
         extra = {"output_fields": list(output_fields)} if output_fields is not None else {}
         return self._fetch(FETCH_IN_COLLECTION_PATH, {**target.body, **extra}, ids)
 
     def fetch_in_index(
-        self: VikingDBHook,
+        self,
         ids: Iterable[str | int],
         *,
         index_name: str,
@@ -67,7 +69,7 @@ class VikingDBReadsMixin:
         resource_id: str | None = None,
         partition: str | None = None,
         output_fields: Sequence[str] | None = None,
-    ) -> dict[str, list]:
+    ) -> dict[str, list[Any]]:
         """Records as the index still holds them (it lags behind the collection)."""
         target = Target.of(collection_name, resource_id)
         extra: dict[str, Any] = {"index_name": index_name}
@@ -77,10 +79,8 @@ class VikingDBReadsMixin:
             extra["output_fields"] = list(output_fields)
         return self._fetch(FETCH_IN_INDEX_PATH, {**target.body, **extra}, ids)
 
-    def _fetch(
-        self: VikingDBHook, path: str, base: dict[str, Any], ids: Iterable[str | int]
-    ) -> dict[str, list]:
-        merged: dict[str, list] = {"fetch": [], "ids_not_exist": []}
+    def _fetch(self, path: str, base: dict[str, Any], ids: Iterable[str | int]) -> dict[str, list[Any]]:
+        merged: dict[str, list[Any]] = {"fetch": [], "ids_not_exist": []}
         for batch in _batches(normalize_ids(ids)):
             result = self.request(path, {**base, "ids": list(batch)}).get("result") or {}
             merged["fetch"].extend(result.get("fetch") or [])
@@ -88,7 +88,7 @@ class VikingDBReadsMixin:
         return merged
 
     def count_existing(
-        self: VikingDBHook,
+        self,
         ids: Sequence[str | int],
         *,
         collection_name: str | None = None,
@@ -116,7 +116,7 @@ class VikingDBReadsMixin:
         return existing, len(chosen)
 
     def search_random(
-        self: VikingDBHook,
+        self,
         *,
         index_name: str,
         collection_name: str | None = None,
@@ -136,7 +136,7 @@ class VikingDBReadsMixin:
         return list(result.get("data") or [])
 
     def count(
-        self: VikingDBHook,
+        self,
         *,
         index_name: str,
         collection_name: str | None = None,
@@ -157,7 +157,7 @@ class VikingDBReadsMixin:
     # ---- delete by filter (VikingDB has none: search the ids, delete them by id) ----
 
     def iter_matching_ids(
-        self: VikingDBHook,
+        self,
         *,
         index_name: str,
         filter: Mapping[str, Any] | str,
@@ -185,7 +185,7 @@ class VikingDBReadsMixin:
         yield from pager
 
     def filter_delete(
-        self: VikingDBHook,
+        self,
         *,
         index_name: str,
         filter: Mapping[str, Any] | str,
@@ -236,7 +236,7 @@ class VikingDBReadsMixin:
         )
 
     def delete_by_filter(
-        self: VikingDBHook, *, index_name: str, filter: Mapping[str, Any] | str, **kwargs: Any
+        self, *, index_name: str, filter: Mapping[str, Any] | str, **kwargs: Any
     ) -> FilterDeleteResult:
         """Delete every record that ``filter`` matches in ``index_name``, and verify it.
 

@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_vikingdb._compat import BaseHook
+from airflow_provider_vikingdb.arguments import check_positive_int
 from airflow_provider_vikingdb.batching import BatchResult
 from airflow_provider_vikingdb.connection import (
     CONN_TYPE,
@@ -123,8 +124,10 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise VikingDBConfigError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+        try:
+            check_positive_int("max_concurrency", max_concurrency)
+        except ValueError as exc:
+            raise VikingDBConfigError(str(exc)) from None
         if rows_per_second is not None and not rows_per_second > 0:
             raise VikingDBConfigError(f"rows_per_second must be > 0 or None, got {rows_per_second!r}")
         self.vikingdb_conn_id = vikingdb_conn_id

@@ -12,7 +12,8 @@ from datetime import timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_vikingdb.batching import BatchResult, run_batches
+from airflow_provider_vikingdb.arguments import check_positive_int
+from airflow_provider_vikingdb.batching import BatchResult, Keys, run_batches
 from airflow_provider_vikingdb.deadline import Cancel
 from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBConfigError
 from airflow_provider_vikingdb.ids import MAX_BATCH_SIZE, batched, check_batch_size, normalize_ids
@@ -29,17 +30,19 @@ from airflow_provider_vikingdb.target import Target
 from airflow_provider_vikingdb.transport import DELETE_PATH, UPSERT_PATH
 
 if TYPE_CHECKING:
-    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+    from airflow_provider_vikingdb.hooks._host import HookHost as _Base
+else:
+    _Base = object  # at run time a plain mixin: VikingDBHook's MRO is unchanged (see hooks/_host.py)
 
 
-class VikingDBWritesMixin:
+class VikingDBWritesMixin(_Base):
     """Batched delete and upsert; ``self`` is a ``VikingDBHook``."""
 
-    def _limiter(self: VikingDBHook, target: Target) -> AdaptiveRateLimiter:
+    def _limiter(self, target: Target) -> AdaptiveRateLimiter:
         return limiter_for(self.config.base_url, target.name, self.rows_per_second)
 
     def delete(
-        self: VikingDBHook,
+        self,
         ids: Iterable[str | int] | None = None,
         *,
         collection_name: str | None = None,
@@ -83,7 +86,7 @@ class VikingDBWritesMixin:
         )
 
     def upsert(
-        self: VikingDBHook,
+        self,
         rows: Iterable[Mapping[str, Any]],
         *,
         collection_name: str | None = None,
@@ -117,7 +120,7 @@ class VikingDBWritesMixin:
         except InvalidRecordsError as exc:
             raise VikingDBConfigError(str(exc)) from None
         extra = {"ttl": seconds} if seconds is not None else {}
-        options = {
+        options: dict[str, Any] = {
             "action": "upsert",
             "path": UPSERT_PATH,
             "target": target,
@@ -133,17 +136,19 @@ class VikingDBWritesMixin:
                 checked = check_records(rows, key_field)
             except InvalidRecordsError as exc:
                 raise VikingDBConfigError(f"{exc}. Nothing was sent.") from None
-            return self._run_batches(items=checked, **options)  # type: ignore[arg-type]
+            return self._run_batches(items=checked, **options)
         if chunk_rows is None:
             chunk_rows = batch_size * 16 * (max_concurrency or self.max_concurrency)
-        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-            raise VikingDBConfigError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        try:
+            check_positive_int("chunk_rows", chunk_rows)
+        except ValueError as exc:
+            raise VikingDBConfigError(str(exc)) from None
         # Whole batches per chunk: the batches sent are the same as for a list.
         chunk_rows = max(chunk_rows // batch_size, 1) * batch_size
         return self._upsert_stream(rows, key_field=key_field, chunk_rows=chunk_rows, **options)
 
     def _upsert_stream(
-        self: VikingDBHook,
+        self,
         rows: Iterable[Mapping[str, Any]],
         *,
         key_field: str,
@@ -160,7 +165,7 @@ class VikingDBWritesMixin:
         result = BatchResult(target=str(target), action="upsert")
         checker = RecordChecker(key_field, label="rows[{}]")
         source = iter(rows)
-        done: list = []
+        done: list[str | int] = []
         sent_rows = 0
         while True:
             chunk = CheckedRecords(key_field)
@@ -199,14 +204,14 @@ class VikingDBWritesMixin:
         return result
 
     def _run_batches(
-        self: VikingDBHook,
+        self,
         *,
         action: str,
         path: str,
         target: Target,
         items: Sequence[Any],
         make_body: Callable[[Sequence[Any]], dict[str, Any]],
-        keys: Callable[[Sequence[Any]], list],
+        keys: Keys,
         batch_size: int,
         max_concurrency: int | None,
         on_progress: Callable[[BatchResult], None] | None = None,
@@ -245,7 +250,7 @@ class VikingDBWritesMixin:
             result=result,
         )
 
-    def _resize_pool(self: VikingDBHook, size: int) -> None:
+    def _resize_pool(self, size: int) -> None:
         self.max_concurrency = size
         if "session" in self.__dict__:
             self._mount(self.session, size)
@@ -255,9 +260,9 @@ def _batches(ids: Sequence[str | int]) -> Iterator[Sequence[str | int]]:
     return batched(ids, MAX_BATCH_SIZE)
 
 
-def _drain_keys(rows: Iterator[Mapping[str, Any]], key_field: str) -> list:
+def _drain_keys(rows: Iterator[object], key_field: str) -> list[str | int]:
     """The keys of the rows a stopped stream did not send (to say what was not written)."""
-    keys: list = []
+    keys: list[str | int] = []
     try:
         for row in rows:
             if isinstance(row, Mapping) and key_field in row:

@@ -26,6 +26,7 @@ from airflow_provider_vikingdb.filters import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
     from airflow_provider_vikingdb.target import Target
 
 
@@ -94,7 +95,9 @@ def reference_time(context: Context, log: Any) -> tuple[dt.datetime, str]:
     return dt.datetime.now(dt.timezone.utc), "now"
 
 
-def build_filter(op: Any, context: Context) -> tuple[dict, int | None, str | None]:
+def build_filter(
+    op: VikingDBDeleteOperator, context: Context
+) -> tuple[dict[str, Any], int | None, str | None]:
     """The rendered ``filter`` AND the retention range: ``(filter, cutoff, reference key)``."""
     user = parse_filter(op.filter) if op.filter is not None else None
     retention, cutoff, reference = None, None, None
@@ -113,13 +116,17 @@ def build_filter(op: Any, context: Context) -> tuple[dict, int | None, str | Non
     return parse_filter(and_filters(user, retention)), cutoff, reference
 
 
-def execute_by_filter(op: Any, context: Context, target: Target, dry_run: bool) -> dict[str, Any]:
-    """Count, check ``max_delete`` (or just log for ``dry_run``), delete page by page, verify."""
+def execute_by_filter(
+    op: VikingDBDeleteOperator, context: Context, target: Target, index_name: str, dry_run: bool
+) -> dict[str, Any]:
+    """Count, check ``max_delete`` (or just log for ``dry_run``), delete page by page, verify.
+
+    ``index_name``: the rendered index the filter is searched in (``op.index_name`` once checked).
+    """
     try:
         flt, cutoff, reference = build_filter(op, context)
     except InvalidFilterError as exc:
         op._fail(f"{exc}. Nothing was sent.")
-    index_name = op.index_name
     sort_field = op.sort_field or op.time_field
     hook = op.hook
     runner = hook.filter_delete(

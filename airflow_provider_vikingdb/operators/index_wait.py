@@ -24,19 +24,52 @@ from airflow_provider_vikingdb.target import Target
 from airflow_provider_vikingdb.waiting import defer_wait, read_event
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from abc import abstractmethod
+    from typing import NoReturn
 
-    from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
+    from airflow.sdk import BaseOperator, Context
+
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
+    class DeleteOperatorHost(BaseOperator):
+        """What the mixin uses of ``VikingDBDeleteOperator``, for mypy only.
+
+        For mypy the mixin derives from this, so its methods see the operator's attributes with
+        their types, and mypy checks that the operator matches. At run time the mixin derives
+        from ``object``: the operator's MRO is unchanged.
+        """
+
+        wait_for_index: str | None
+        deferrable: bool
+        index_poke_interval: float
+        index_timeout: float | None
+        index_settle: float | None
+        max_checked_ids: int
+        vikingdb_conn_id: str
+
+        @property
+        @abstractmethod
+        def hook(self) -> VikingDBHook: ...
+
+        @abstractmethod
+        def _checked_target(self) -> Target: ...
+
+        @abstractmethod
+        def _fail(self, message: str) -> NoReturn: ...
+
+    _Base = DeleteOperatorHost
+else:
+    _Base = object
 
 #: XCom key of the delete's summary, pushed before waiting for the index
 DELETE_SUMMARY_KEY = "delete_summary"
 
 
-class IndexWaitMixin:
+class IndexWaitMixin(_Base):
     """``wait_for_index`` for ``VikingDBDeleteOperator``; ``self`` is the operator."""
 
     def _look_before(
-        self: VikingDBDeleteOperator, target: Target, index_name: str | None, ids: list | None
+        self, target: Target, index_name: str | None, ids: list[str | int] | None
     ) -> IndexSyncCheck | None:
         """Plan the index wait and look once before the delete: what the index holds now is seen.
 
@@ -58,7 +91,7 @@ class IndexWaitMixin:
         return check
 
     def _then_wait(
-        self: VikingDBDeleteOperator,
+        self,
         context: Context,
         check: IndexSyncCheck | None,
         summary: dict[str, Any],
@@ -121,7 +154,7 @@ class IndexWaitMixin:
             **wait_summary(check, index_name=index_name, total_ids=total, started_at=started_at),
         }
 
-    def _index_to_wait_for(self: VikingDBDeleteOperator) -> str | None:
+    def _index_to_wait_for(self) -> str | None:
         if self.wait_for_index is None:
             return None
         index_name = rendered_text(self.wait_for_index)
@@ -130,9 +163,7 @@ class IndexWaitMixin:
             self._fail(f"wait_for_index rendered to {self.wait_for_index!r}: give the index name, or None")
         return index_name
 
-    def execute_complete(
-        self: VikingDBDeleteOperator, context: Context, event: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: the delete's summary plus the wait's, or fail with its message."""
         ti = context.get("ti")
         summary = (

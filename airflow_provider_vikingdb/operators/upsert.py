@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk import BaseOperator, XComArg
 
 from airflow_provider_vikingdb._compat import AirflowException, fail_task
-from airflow_provider_vikingdb.arguments import check_target_args, rendered_target
+from airflow_provider_vikingdb.arguments import (
+    check_positive_int,
+    check_rows_per_second,
+    check_target_args,
+    rendered_target,
+)
 from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBConfigError, VikingDBError
 from airflow_provider_vikingdb.ids import check_batch_size
@@ -102,18 +107,9 @@ class VikingDBUpsertOperator(BaseOperator):
                     "records_path (a JSON Lines file)"
                 )
             check_batch_size(batch_size)
-            if max_concurrency is not None and (
-                isinstance(max_concurrency, bool)
-                or not isinstance(max_concurrency, int)
-                or max_concurrency < 1
-            ):
-                raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
-            if rows_per_second is not None and not (
-                isinstance(rows_per_second, (int, float))
-                and not isinstance(rows_per_second, bool)
-                and rows_per_second > 0
-            ):
-                raise ValueError(f"rows_per_second must be > 0 or None, got {rows_per_second!r}")
+            if max_concurrency is not None:
+                check_positive_int("max_concurrency", max_concurrency)
+            check_rows_per_second(rows_per_second)
             check_id_field(id_field)
             if not (isinstance(ttl, str) and "{{" in ttl):
                 check_ttl(ttl)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 
@@ -19,6 +19,7 @@ from airflow_provider_vikingdb._compat import default_deferrable, fail_task
 from airflow_provider_vikingdb.arguments import (
     check_ids_args,
     check_max_delete,
+    check_positive_int,
     check_target_args,
     jinja_dependency_warning,
     parse_del_all,
@@ -135,6 +136,10 @@ class VikingDBDeleteOperator(IndexWaitMixin, BaseOperator):
         "receipt",
     )
     ui_color = "#e8f1ff"
+    # The public parameter, kept as the template field of that name: on an instance it hides
+    # BaseOperator.dry_run(), the method that renders the template fields and logs them, which
+    # Airflow itself never calls (checked: 3.1.8, 3.3.2). Declared here so mypy types the attribute.
+    dry_run: bool | str  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -189,12 +194,8 @@ class VikingDBDeleteOperator(IndexWaitMixin, BaseOperator):
                     max_passes=max_passes,
                 )
             check_batch_size(batch_size)
-            if max_concurrency is not None and (
-                isinstance(max_concurrency, bool)
-                or not isinstance(max_concurrency, int)
-                or max_concurrency < 1
-            ):
-                raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+            if max_concurrency is not None:
+                check_positive_int("max_concurrency", max_concurrency)
             check_seconds("index_poke_interval", index_poke_interval)
             if index_timeout is not None:
                 check_seconds("index_timeout", index_timeout)
@@ -202,7 +203,7 @@ class VikingDBDeleteOperator(IndexWaitMixin, BaseOperator):
                 check_seconds("index_settle", index_settle)
             check_max_checked_ids(max_checked_ids)
             check_max_delete(max_delete)
-            if isinstance(dry_run, bool) or not isinstance(dry_run, str) or "{{" not in dry_run:
+            if not (isinstance(dry_run, str) and "{{" in dry_run):  # a template is checked once rendered
                 parse_flag("dry_run", dry_run)
         except ValueError as exc:  # InvalidIdsError is a ValueError too
             raise ValueError(f"{owner}: {exc}") from None
@@ -262,10 +263,11 @@ class VikingDBDeleteOperator(IndexWaitMixin, BaseOperator):
                 self._fail(
                     "give ids, del_all=True or a filter: one way to say what to delete. Nothing was sent."
                 )
-            if not rendered_text(self.index_name):
+            index_name = rendered_text(self.index_name)
+            if not index_name:
                 self._fail(f"index_name rendered to {self.index_name!r}: a filter is searched in an index.")
-            self.index_name = rendered_text(self.index_name)
-            return execute_by_filter(self, context, target, dry_run)
+            self.index_name = index_name
+            return execute_by_filter(self, context, target, index_name, dry_run)
         if del_all:
             if self.ids is not None:
                 self._fail("give ids or del_all=True, not both (they delete different things)")
@@ -376,7 +378,7 @@ class VikingDBDeleteOperator(IndexWaitMixin, BaseOperator):
         )
         return self._then_wait(context, check, summary, deleted_at=deleted_at)
 
-    def _dry_run_ids(self, target: Target, ids: list) -> dict[str, Any]:
+    def _dry_run_ids(self, target: Target, ids: list[str | int]) -> dict[str, Any]:
         """Everything up to the first delete request: how many would go, and how many exist now."""
         existing, checked = self.hook.count_existing(ids, **target.body)
         sampled = checked < len(ids)
@@ -458,5 +460,5 @@ class VikingDBDeleteOperator(IndexWaitMixin, BaseOperator):
         }
         return summary
 
-    def _fail(self, message: str):
+    def _fail(self, message: str) -> NoReturn:
         fail_task(self, message)

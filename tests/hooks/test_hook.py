@@ -308,6 +308,19 @@ def test_upsert_then_fetch_in_collection_and_index(server, hook):
     assert len(hook.search_random(index_name="test_coll_index", collection_name="test_coll", limit=5)) == 5
 
 
+@pytest.mark.parametrize("value", [0, True, "8"])
+def test_a_bad_max_concurrency_is_a_config_error_naming_it(value):
+    with pytest.raises(VikingDBConfigError, match=r"^max_concurrency must be a positive integer, got "):
+        VikingDBHook(max_concurrency=value)
+
+
+def test_a_bad_chunk_rows_is_refused_before_anything_is_sent(server, hook):
+    rows = ({"id": f"r{i}"} for i in range(10))
+    with pytest.raises(VikingDBConfigError, match=r"^chunk_rows must be a positive integer, got 0"):
+        hook.upsert(rows, collection_name="test_coll", chunk_rows=0)
+    assert server.requests == []
+
+
 # ---------------------------------------------------------------- secrets and import cost
 
 

@@ -219,6 +219,9 @@ def test_the_hook_streams_an_iterable_in_chunks_and_numbers_batches_across_them(
         ({"records": [], "batch_size": 101}, "batch_size must be an integer from 1 to 100"),
         ({"records": [], "id_field": ""}, "id_field must be the name"),
         ({"records": [], "max_concurrency": 0}, "max_concurrency must be a positive integer"),
+        ({"records": [], "max_concurrency": True}, "max_concurrency must be a positive integer"),
+        ({"records": [], "rows_per_second": 0}, "rows_per_second must be > 0 or None, got 0"),
+        ({"records": [], "rows_per_second": "fast"}, "rows_per_second must be > 0 or None, got 'fast'"),
     ],
 )
 def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs, message):
