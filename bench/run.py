@@ -1,10 +1,12 @@
-"""Every benchmark, one after the other (``make bench``): about six minutes.
+"""Every benchmark, one after the other (``make bench``): about sixteen minutes.
 
 1. quota run: 60 000 ids, ``vikingdb-local --quota 1500 --latency-ms 30`` (bench/throughput.py)
 2. no-quota run: the same without a quota
 3. upsert at the quota: 30 000 rows, list and stream (bench/upsert_throughput.py)
-4. import cost of the operator module (bench/import_cost.py)
-5. peak memory of deleting 1 000 000 ids (bench/memory.py)
+4. shared quota: 2 and 4 processes deleting from one collection, and one stopping early
+   (bench/shared_quota.py, 5 runs of each case: about ten minutes)
+5. import cost of the operator module (bench/import_cost.py)
+6. peak memory of deleting 1 000 000 ids (bench/memory.py)
 
 Benchmarks, not tests: nothing here passes or fails; read the tables. The machine's
 other load moves every figure; compare the rows of one table, not runs with each other.
@@ -24,6 +26,7 @@ STEPS = [
     ["throughput.py", "--quota", "1500", "--latency-ms", "30", "--ids", "60000"],
     ["throughput.py", "--no-quota", "--latency-ms", "30", "--ids", "60000"],
     ["upsert_throughput.py", "--quota", "1500", "--latency-ms", "30", "--rows", "30000"],
+    ["shared_quota.py", "--runs", "5"],
     ["import_cost.py", "-n", "10"],
     ["memory.py", "--ids", "1000000"],
 ]
