@@ -105,7 +105,7 @@ class IndexWaitMixin(_Base):
             return summary
         if check is None:
             self.log.info("Nothing was deleted: no need to wait for index %r.", index_name)
-            empty = IndexSyncCheck(Target.from_body(self._checked_target().body), index_name, [])
+            empty = IndexSyncCheck(self._checked_target(), index_name, [])
             return {
                 **summary,
                 **wait_summary(empty, index_name=index_name, total_ids=0, started_at=started_at),

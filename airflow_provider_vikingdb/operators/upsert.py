@@ -12,7 +12,6 @@ the hook (``requests``, ``volcengine``) and the object-storage library load when
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator, XComArg
@@ -27,6 +26,7 @@ from airflow_provider_vikingdb.arguments import (
 from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBConfigError, VikingDBError
 from airflow_provider_vikingdb.ids import check_batch_size
+from airflow_provider_vikingdb.operators._hook import BatchedHookMixin
 from airflow_provider_vikingdb.receipts import storage_path
 from airflow_provider_vikingdb.records import (
     InvalidRecordsError,
@@ -40,17 +40,14 @@ from airflow_provider_vikingdb.target import Target
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
 
 __all__ = ["WRITTEN_IDS_KEY", "VikingDBUpsertOperator"]
 
 #: XCom key of the ids the service acknowledged (pushed on success, failure and interruption)
 WRITTEN_IDS_KEY = "written_ids"
-#: the hook's default requests in flight (the hook module is imported only when a task runs)
-DEFAULT_MAX_CONCURRENCY = 8
 
 
-class VikingDBUpsertOperator(BaseOperator):
+class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
     """Upsert records into a VikingDB collection, with an optional TTL, in batches.
 
     :param collection_name: the collection (templated). Give this or ``resource_id``.
@@ -130,20 +127,6 @@ class VikingDBUpsertOperator(BaseOperator):
     def written_ids(self) -> XComArg:
         """The ids this task wrote, for a rollback: ``VikingDBDeleteOperator(ids=load.written_ids)``."""
         return XComArg(self, key=WRITTEN_IDS_KEY)
-
-    @cached_property
-    def hook(self) -> VikingDBHook:
-        """One hook (one session, one connection pool) for the task's whole life."""
-        from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
-
-        return VikingDBHook(
-            self.vikingdb_conn_id,
-            max_concurrency=self.max_concurrency or DEFAULT_MAX_CONCURRENCY,
-            rows_per_second=self.rows_per_second,
-        )
-
-    def get_hook(self) -> VikingDBHook:
-        return self.hook
 
     def execute(self, context: Context) -> dict[str, Any]:
         written: list[str | int] = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
@@ -37,6 +36,7 @@ from airflow_provider_vikingdb.index_sync import (
     check_max_checked_ids,
     check_seconds,
 )
+from airflow_provider_vikingdb.operators._hook import BatchedHookMixin
 from airflow_provider_vikingdb.operators.by_filter import check_filter_args, execute_by_filter
 from airflow_provider_vikingdb.operators.index_wait import (
     DELETE_SUMMARY_KEY,
@@ -61,16 +61,11 @@ _NOTHING_TO_DELETE = (
 )
 
 
-#: the hook's default requests in flight (the hook module is imported only when a task runs)
-DEFAULT_MAX_CONCURRENCY = 8
-
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
 
-
-class VikingDBDeleteOperator(IndexWaitMixin, BaseOperator):
+class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
     """Delete records from a VikingDB collection by primary key, by filter, or all of them.
 
     :param collection_name: the collection (templated). Give this or ``resource_id``.
@@ -234,20 +229,6 @@ class VikingDBDeleteOperator(IndexWaitMixin, BaseOperator):
         self.page_size = page_size
         self.max_passes = max_passes
         self.receipt = receipt
-
-    @cached_property
-    def hook(self) -> VikingDBHook:
-        """One hook (one session, one connection pool) for the task's whole life."""
-        from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
-
-        return VikingDBHook(
-            self.vikingdb_conn_id,
-            max_concurrency=self.max_concurrency or DEFAULT_MAX_CONCURRENCY,
-            rows_per_second=self.rows_per_second,
-        )
-
-    def get_hook(self) -> VikingDBHook:
-        return self.hook
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = self._checked_target()

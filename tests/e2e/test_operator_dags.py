@@ -127,7 +127,7 @@ def test_permanent_error_stops_at_once_and_says_how_far_it_got(server, capfd, mo
     ids = [f"p{i:03d}" for i in range(500)]
     server.load("test_coll", [{"id": i} for i in ids])
     # One batch in flight at a time: exactly two batches land, the third gets the scripted 400.
-    monkeypatch.setattr("airflow_provider_vikingdb.operators.vikingdb.DEFAULT_MAX_CONCURRENCY", 1)
+    monkeypatch.setattr("airflow_provider_vikingdb.operators._hook.DEFAULT_MAX_CONCURRENCY", 1)
     server.fail_next(DELETE_PATH, after=2, status=400, code="InvalidParameter", message="ids rejected")
     result = run_dag("e2e_xcomarg", conf={"ids": ids})
     assert result.tasks["delete"] == "failed"
