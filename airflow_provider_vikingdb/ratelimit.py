@@ -30,18 +30,26 @@ at an empty bucket is partly luck, and shares stay within about a third of fair.
 
 Fitted to a token bucket:
 
-* Until the first 429 nothing is paced: the quota may be far above what the
-  client can send, or there may be none. (The requests in flight when the burst
-  runs out, eight with the hook's defaults, all come back 429: the cost of not
-  slowing down runs without a quota.)
+* The start is paced at the documented default quota (1500 rows/s for writes) and
+  the rate doubles every half second until the first 429: a raised quota (or none,
+  on the local server) is reached within about two seconds, while processes started
+  together run the bucket dry with about one request each in flight, not eight:
+  about one 429 each at the start instead of eight (the old unpaced start).
 * A 429 means the bucket is (nearly) empty. Between two such moments the service
   accepted exactly the quota times the time between them, from everyone. So the
   rows *this process* got accepted since its last event, over that time, are its
   share of the quota (all of it, alone). The reference is that share, or the rate
   at the event if lower: what was got, not what was asked for, so that a process
   that was refused does not take itself for a large one.
-* The first event has no earlier one: the rows accepted over the last second
-  (the initial burst, split among those who started too) are the guess.
+* The first event has no earlier one, but the bucket started full (one second of
+  quota) and has been refilled at the quota since: what everyone got accepted so far
+  is the quota times (the time since the start + 1 s). So the rows this process got
+  accepted since it started, over (that time + 1 s), are its share: processes started
+  together all guess about the same, fair share (the old guess, the rows accepted
+  over the last second, differed by 2x between processes that started together and
+  left one of them behind for a long time). Above the documented default the quota
+  was raised, and the bucket may have overflowed while the start was still slow: then
+  the rows of the last second are the better (higher) guess.
 * Requests sent before an event that come back 429 are echoes of it, and a
   process that has not got one request through since its last event does not
   take another: it is not the one using the quota, and cutting again and again
@@ -96,8 +104,16 @@ class AdaptiveRateLimiter:
     precise_requests = 40
     #: fewer requests accepted since the last event than this is no measurement at all
     min_requests = 4
-    #: seconds over which accepted rows are counted for the first event's guess
+    #: seconds over which accepted rows are counted (the raised quota's first guess, the rate sent)
     window = 1.0
+    #: the start: paced at the documented default write quota (vikingdb-api.md section 5) ...
+    initial = 1500.0
+    #: ... growing this many times a second until the first 429 ...
+    start_growth = 4.0
+    #: ... and within ``headroom`` times what was sent over this many seconds
+    start_span = 0.5
+    #: the burst the service's bucket holds, in seconds of quota: it starts full
+    burst = 1.0
     #: the rate stays within this multiple of the rows sent recently
     headroom = 2.0
 
@@ -114,7 +130,8 @@ class AdaptiveRateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._ref: float | None = None  # rows/s of the last event; None: never throttled, not paced
+        self._ref: float | None = None  # rows/s of the last event; None: never throttled yet
+        self._started: float | None = None  # the first claim
         self._alone = False
         self._k = 0.0  # seconds from the event back to the reference along the cubic
         self._since = _NEVER  # time of the last congestion event
@@ -131,8 +148,8 @@ class AdaptiveRateLimiter:
     # ------------------------------------------------------------------ state
 
     @property
-    def rate(self) -> float | None:
-        """The pacing rate now in rows/s, or None when unpaced."""
+    def rate(self) -> float:
+        """The pacing rate now in rows/s."""
         with self._lock:
             return self._rate(self._clock())
 
@@ -144,14 +161,24 @@ class AdaptiveRateLimiter:
 
     @property
     def mode(self) -> str:
-        """``unpaced``, ``shared`` (cubic after a decrease) or ``alone`` (the quota measured twice)."""
+        """``starting`` (before the first 429), ``shared`` (cubic after a decrease) or ``alone``
+        (the quota measured twice)."""
         if self._ref is None:
-            return "unpaced"
+            return "starting"
         return "alone" if self._alone else "shared"
 
-    def _rate(self, now: float) -> float | None:
-        rate = ref = self._ref
-        if rate is not None and ref is not None:
+    def _rate(self, now: float) -> float:
+        ref = self._ref
+        if ref is None:
+            # The start: the documented default, doubling every half second, and within twice
+            # what was sent lately (a process with little to send does not grow a rate it never
+            # tested).
+            if self._started is None:
+                self._started = now
+            rate: float = self.initial * self.start_growth ** (now - self._started)
+            rate = min(rate, max(self.headroom * self._sent_rate(now, self.start_span), self.initial))
+        else:
+            rate = ref
             elapsed = now - self._since
             if self._alone:
                 rate *= self.calm
@@ -163,14 +190,16 @@ class AdaptiveRateLimiter:
             # the curve would otherwise grow on without being tested), nor below the reference.
             rate = min(rate, max(self.headroom * self._sent_rate(now), ref))
         if self.max_rate is not None:
-            rate = self.max_rate if rate is None else min(rate, self.max_rate)
+            rate = min(rate, self.max_rate)
         return rate
 
-    def _sent_rate(self, now: float) -> float:
-        """Rows sent (answered) per second lately: over a second, or four requests at the reference."""
-        span = self.window
-        if self._ref:
-            span = max(span, 4 * self._typical_rows() / self._ref)
+    def _sent_rate(self, now: float, span: float | None = None) -> float:
+        """Rows sent (answered) per second lately: over ``span``, by default a second or four
+        requests at the reference."""
+        if span is None:
+            span = self.window
+            if self._ref:
+                span = max(span, 4 * self._typical_rows() / self._ref)
         edge = now - span
         sent = 0
         for t, rows, _ in reversed(self._log):
@@ -192,8 +221,6 @@ class AdaptiveRateLimiter:
         with self._lock:
             now = self._clock()
             rate = self._rate(now)
-            if rate is None:
-                return now, 0.0
             if now < self._next_slot:
                 return None, self._next_slot - now
             # From the theoretical time, not from now: a late wake-up is not a slower rate.
@@ -214,9 +241,7 @@ class AdaptiveRateLimiter:
                 # The sleep given did not let the time pass (a test's stand-in): take the slot
                 # rather than spin.
                 with self._lock:
-                    rate = self._rate(self._clock()) or 0.0
-                    if rate:
-                        self._next_slot += rows / rate
+                    self._next_slot += rows / self._rate(self._clock())
                     return self._clock()
 
     # ------------------------------------------------------------------ feedback
@@ -224,6 +249,8 @@ class AdaptiveRateLimiter:
     def on_success(self, rows: int) -> None:
         now = self._clock()
         with self._lock:
+            if self._started is None:  # answered without a claim (tests): the start is now
+                self._started = now
             self._accepted += rows
             self._through = True
             self._log.append((now, rows, True))
@@ -250,17 +277,23 @@ class AdaptiveRateLimiter:
             self._accepted_then = self._accepted
             self._through = False
             # The bucket was just found empty: the next request waits until it can cover one.
-            self._next_slot = now + rows / (self._rate(now) or ref)
+            self._next_slot = now + rows / self._rate(now)
             return True
 
     def _reference(self, now: float, rows: int) -> tuple[float, bool]:
         """The rate of this congestion event, and whether the quota looks like ours alone."""
         if self._ref is None:
-            # First event: what the last second gave (the burst, shared with whoever started too).
-            edge = now - self.window
-            got = sum(n for t, n, ok in self._log if ok and t >= edge)
-            return max(got / self.window, rows), False
-        current = self._rate(now) or self._ref
+            # First event: this process's part of all that was accepted since the start (the
+            # full bucket, then the quota), which is about the same for processes that started
+            # together. Above the documented default, the quota was raised and the bucket may
+            # have overflowed while the start was slow: the last second is then the better guess.
+            started = self._started if self._started is not None else now
+            share = self._accepted / (now - started + self.burst)
+            if share > self.initial:
+                edge = now - self.window
+                share = max(share, sum(n for t, n, ok in self._log if ok and t >= edge) / self.window)
+            return max(share, rows), False
+        current = self._rate(now)
         span = now - self._since
         got = self._accepted - self._accepted_then
         if got < self.min_requests * rows or span <= 0:

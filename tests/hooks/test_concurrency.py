@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -107,16 +108,19 @@ def test_throttled_batches_are_retried_never_lost_never_failures(make_server):
     hook.close()
 
 
-def test_without_a_quota_nothing_is_paced(make_server):
+def test_without_a_quota_the_start_ramps_up_and_nothing_is_throttled(make_server):
     server = make_server(latency_ms=5)
     ids = load(server, 3000)
     hook = VikingDBHook(max_concurrency=8)
     waits = []
-    hook._sleep = waits.append
+    hook._sleep = lambda seconds: (waits.append(seconds), time.sleep(seconds))
     result = hook.delete(ids, collection_name="test_coll")
     assert result.ids_deleted == 3000 and result.throttled == 0
-    assert waits == []
-    assert limiter_for(hook.config.base_url, "test_coll", None).rate is None
+    limiter = limiter_for(hook.config.base_url, "test_coll", None)
+    assert limiter.mode == "starting"  # never throttled: no reference was ever set
+    # paced from the documented 1500 rows/s (a request of 100 every 1/15 s), faster and
+    # faster: the first wait is about one such interval, later ones shorter
+    assert waits and max(waits) <= 1 / 15 + 0.01
     hook.close()
 
 
