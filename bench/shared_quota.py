@@ -20,14 +20,14 @@ Columns, per run, then the worst and the median of the runs:
 - share of fair: a process's ids / what a fair share of the quota gives over its life
   (the quota divided among the processes running at each moment), lowest of the run;
 - throttled: 429 answers / all delete answers, from the server's log (and, in the summary,
-  the same once each process is past its first second, whose unpaced burst costs about as
-  many 429s as the process has requests in flight: 8 each);
+  the same once each process is past its first second, the start, where the bucket's
+  burst runs out: about one 429 each, as many as the process has requests in flight);
 - pickup: once the other process stopped, seconds until the survivor's accepted rows
   over the last second first reach 90 % of the quota (end of that one-second window);
 - ids left: ids still in the collection afterwards (fetch_in_collection); must be 0.
 
 Per-run details (each process's start, end, 429s, its 429s in its first second: the
-unpaced start's burst, and its first congestion events) go to stderr; ``--dump FILE``
+start, and its first congestion events with the share each took) go to stderr; ``--dump FILE``
 appends every run's raw reports (each answer's time) as JSON lines.
 
 A benchmark, not a test: read the tables. The machine's other load moves the figures.
@@ -161,7 +161,7 @@ def summarize(run: dict, quota: float) -> dict:
         "left": run["left"],
         "failed": sum(max(r["failed"], 0) for r in reports) + sum(1 for r in reports if r["failed"] < 0),
         # per process, from the first start: when it started and ended, its 429s (in all and in
-        # its first second: the burst of the unpaced start), its first congestion events
+        # its first second: the start), its first congestion events
         "starts": [round(r["start"] - t0, 3) for r in reports],
         "ends": [round(r["end"] - t0, 2) for r in reports],
         "429s": [len(r["throttled"]) for r in reports],
@@ -173,7 +173,7 @@ def summarize(run: dict, quota: float) -> dict:
 
 
 def _throttled_after_first_second(reports: list[dict]) -> float:
-    """The 429 share once each process is past its first second (its unpaced start's burst)."""
+    """The 429 share once each process is past its first second (its start)."""
     throttled = answers = 0
     for r in reports:
         edge = r["start"] + 1.0
