@@ -33,8 +33,8 @@ Fitted to a token bucket:
 * The start is paced at the documented default quota (1500 rows/s for writes) and
   the rate doubles every half second until the first 429: a raised quota (or none,
   on the local server) is reached within about two seconds, while processes started
-  together run the bucket dry with about one request each in flight, not eight:
-  about one 429 each at the start instead of eight (the old unpaced start).
+  together run the bucket dry with about one request each in flight: about one 429
+  each at the start, where the old unpaced start cost eight.
 * A 429 means the bucket is (nearly) empty. Between two such moments the service
   accepted exactly the quota times the time between them, from everyone. So the
   rows *this process* got accepted since its last event, over that time, are its
@@ -131,7 +131,7 @@ class AdaptiveRateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._ref: float | None = None  # rows/s of the last event; None: never throttled yet
-        self._started: float | None = None  # the first claim
+        self._started: float | None = None  # the first claim (or answer): the start of the ramp
         self._alone = False
         self._k = 0.0  # seconds from the event back to the reference along the cubic
         self._since = _NEVER  # time of the last congestion event
@@ -173,9 +173,8 @@ class AdaptiveRateLimiter:
             # The start: the documented default, doubling every half second, and within twice
             # what was sent lately (a process with little to send does not grow a rate it never
             # tested).
-            if self._started is None:
-                self._started = now
-            rate: float = self.initial * self.start_growth ** (now - self._started)
+            started = self._started if self._started is not None else now
+            rate: float = self.initial * self.start_growth ** (now - started)
             rate = min(rate, max(self.headroom * self._sent_rate(now, self.start_span), self.initial))
         else:
             rate = ref
@@ -223,6 +222,8 @@ class AdaptiveRateLimiter:
             rate = self._rate(now)
             if now < self._next_slot:
                 return None, self._next_slot - now
+            if self._started is None:  # the first claim starts the ramp
+                self._started = now
             # From the theoretical time, not from now: a late wake-up is not a slower rate.
             start = self._next_slot if self._next_slot > now - rows / rate else now
             self._next_slot = start + rows / rate

@@ -86,6 +86,15 @@ def test_the_start_is_paced_at_the_documented_default_and_doubles_every_half_sec
     assert lim.mode == "starting" and lim.events == 0
 
 
+def test_the_ramp_starts_at_the_first_claim_not_when_the_rate_is_read(clock):
+    other = FakeClock()
+    fresh = send_as_paced(limiter(other), other, 1.0)  # the first second of a ramp
+    lim = limiter(clock)
+    assert lim.rate == 1500
+    clock.now += 10  # a rate read long before anything is sent starts nothing
+    assert send_as_paced(lim, clock, 1.0) == fresh
+
+
 def test_the_start_does_not_grow_a_rate_it_never_used(clock):
     lim = limiter(clock)
     send_as_paced(lim, clock, 0.5)
