@@ -166,6 +166,9 @@ def test_processes_started_together_take_about_the_same_first_share():
     # The old first guess (the last second's rows) differed by 2x between such processes.
     for seed in (1, 2, 3):
         runs = simulate([(15_000, 0.003 * p) for p in range(4)], quota=1500, seed=seed)
+        # the paced start runs the bucket dry with about one request each in flight (the
+        # unpaced start had eight: eight 429s each)
+        assert all(sum(1 for t in r["throttled_at"] if t < r["start"] + 1) <= 2 for r in runs)
         firsts = [r["first_quota"] for r in runs]
         assert max(firsts) <= 1.5 * min(firsts), firsts
         assert sum(firsts) == pytest.approx(1500, rel=0.25)
@@ -309,7 +312,7 @@ def simulate(
     for ids, start in processes:
         runs.append(
             {"limiter": make_limiter(), "batches": iter(range(ids // 100)), "ids": ids, "start": start}
-            | {"end": start, "accepted": [], "attempts": 0, "throttled": 0, "rows": 0}
+            | {"end": start, "accepted": [], "attempts": 0, "throttled": 0, "rows": 0, "throttled_at": []}
         )
 
     def at(time: float, *event) -> None:
@@ -353,6 +356,7 @@ def simulate(
                 at(clock.now, "next", p, None)
             else:
                 run["throttled"] += 1
+                run["throttled_at"].append(clock.now)
                 if lim.on_throttle(ticket, 100) and lim.events == 1:
                     run["first_quota"] = lim.quota
                 at(clock.now, "claim", p, None)
