@@ -154,9 +154,16 @@ def retention_filter(
             f"reference {reference!r} is a naive datetime: it names no instant. Give an aware one "
             "(the run's data_interval_end is; or datetime.now(timezone.utc))"
         )
-    cutoff_us = (reference - _EPOCH) // _MICROSECOND - age
+    cutoff_us = (plain_utc(reference) - _EPOCH) // _MICROSECOND - age
     cutoff = cutoff_us // (1_000_000 // per_second)
     return {"op": "range", "field": field, "lt": cutoff}, cutoff
+
+
+def plain_utc(value: datetime) -> datetime:
+    """An aware datetime as a stdlib one in UTC: Airflow hands out pendulum datetimes, whose
+    differences are pendulum intervals that cannot be divided by a stdlib timedelta."""
+    utc = value.astimezone(timezone.utc)
+    return datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=timezone.utc)
 
 
 def and_filters(*filters: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -441,6 +441,18 @@ def test_retention_reference_in_another_time_zone_is_the_same_instant():
     assert retention_filter("t", 60, "s", shanghai) == retention_filter("t", 60, "s", REFERENCE)
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai"])
+def test_retention_reference_can_be_airflows_pendulum_datetime(zone):
+    # What a task gets as data_interval_end: a pendulum DateTime, whose difference with a
+    # stdlib datetime is a pendulum Interval (this used to raise AttributeError).
+    pendulum = pytest.importorskip("pendulum")
+    reference = pendulum.instance(REFERENCE).in_timezone(zone)
+    for unit in ("s", "ms"):
+        assert retention_filter("t", timedelta(days=7), unit, reference) == retention_filter(
+            "t", timedelta(days=7), unit, REFERENCE
+        )
+
+
 @pytest.mark.parametrize(
     ("older_than", "age_seconds"),
     [(60, 60), (1.5, 1.5), ("86400", 86400), (" 2.5 ", 2.5), (timedelta(minutes=2), 120)],

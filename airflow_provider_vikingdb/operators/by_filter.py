@@ -20,6 +20,7 @@ from airflow_provider_vikingdb.filters import (
     InvalidFilterError,
     and_filters,
     parse_filter,
+    plain_utc,
     retention_filter,
 )
 
@@ -90,7 +91,7 @@ def reference_time(context: Context, log: Any) -> tuple[dt.datetime, str]:
         if isinstance(value, dt.datetime) and value.utcoffset() is not None:
             if key != "data_interval_end":
                 log.warning("The run has no data_interval_end: the cutoff is measured from its %s.", key)
-            return _plain_utc(value), key
+            return plain_utc(value), key
     log.warning("The run has no data_interval_end nor logical_date: the cutoff is measured from now.")
     return dt.datetime.now(dt.timezone.utc), "now"
 
@@ -188,9 +189,3 @@ def execute_by_filter(
         summary = {**base, **result.to_dict(), "ids_requested": result.ids_deleted}
         summary["filter"], summary["target"] = flt, str(target)
         return op._receipted(receipt, summary)
-
-
-def _plain_utc(value: dt.datetime) -> dt.datetime:
-    """A stdlib datetime in UTC: Airflow hands pendulum ones, whose differences are not timedeltas."""
-    utc = value.astimezone(dt.timezone.utc)
-    return dt.datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=dt.timezone.utc)
