@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from delete_client import AK, SK
+from delete_client import AK, SK, use_connection
 
 BIN = Path(sys.executable).parent
 _LINE = re.compile(r"POST /api/vikingdb/data/delete (\d{3}|-) ")
@@ -77,19 +77,7 @@ def local_server(
 
 def hook_for(url: str):
     """A VikingDBHook on ``url`` (for counting what is left), through the env-var connection."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    os.environ["AIRFLOW_CONN_VIKINGDB_DEFAULT"] = json.dumps(
-        {
-            "conn_type": "vikingdb",
-            "host": parts.hostname,
-            "port": parts.port,
-            "login": AK,
-            "password": SK,
-            "extra": {"region": "cn-beijing", "scheme": "http"},
-        }
-    )
+    use_connection(url)
     from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
 
     return VikingDBHook(max_concurrency=16)

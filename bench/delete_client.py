@@ -29,6 +29,27 @@ from urllib.parse import urlsplit
 
 # Long enough for Airflow to mask the secret without a warning line in the tables.
 AK, SK, REGION = "AKBENCH", "SK-bench-secret", "cn-beijing"
+
+
+def use_connection(url: str, ak: str = AK, sk: str = SK) -> None:
+    """Point ``vikingdb_default`` at ``url`` (``http://host:port``) through its environment variable.
+
+    The scheme goes in the host, not in a ``scheme`` extra: Airflow masks every extra value and
+    warns that "http" is too short to mask.
+    """
+    parts = urlsplit(url)
+    os.environ["AIRFLOW_CONN_VIKINGDB_DEFAULT"] = json.dumps(
+        {
+            "conn_type": "vikingdb",
+            "host": f"{parts.scheme}://{parts.hostname}",
+            "port": parts.port,
+            "login": ak,
+            "password": sk,
+            "extra": {"region": REGION},
+        }
+    )
+
+
 DELETE_PATH = "/api/vikingdb/data/delete"
 BATCH = 100
 
@@ -100,17 +121,7 @@ def run_sdk(url: str, collection: str, ids: list[str]) -> dict:
 
 
 def run_hook(url: str, collection: str, ids: list[str]) -> dict:
-    netloc = urlsplit(url)
-    os.environ["AIRFLOW_CONN_VIKINGDB_DEFAULT"] = json.dumps(
-        {
-            "conn_type": "vikingdb",
-            "host": netloc.hostname,
-            "port": netloc.port,
-            "login": AK,
-            "password": SK,
-            "extra": {"region": REGION, "scheme": "http"},
-        }
-    )
+    use_connection(url)
     from airflow_provider_vikingdb.exceptions import VikingDBError
     from airflow_provider_vikingdb.hooks.vikingdb import VikingDBBatchError, VikingDBHook
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tracemalloc
+
+from delete_client import use_connection
 
 
 def make_ids(count: int) -> list[str]:
@@ -39,16 +40,7 @@ def measure(label: str, run, input_size: int) -> tuple[str, float]:
 
 def fake_hook():
     """A hook whose transport answers 200 at once: everything but the network runs."""
-    os.environ["AIRFLOW_CONN_VIKINGDB_DEFAULT"] = json.dumps(
-        {
-            "conn_type": "vikingdb",
-            "host": "127.0.0.1",
-            "port": 9,
-            "login": "AKBENCH",
-            "password": "SK-bench-memory",
-            "extra": {"region": "cn-beijing", "scheme": "http"},
-        }
-    )
+    use_connection("http://127.0.0.1:9", "AKBENCH", "SK-bench-memory")
     import requests
 
     from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook

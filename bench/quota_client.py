@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from urllib.parse import urlsplit
 
-from delete_client import AK, REGION, SK
+from delete_client import use_connection
 
 
 def main() -> None:
@@ -32,17 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     ids = [f"id_{n:07d}" for n in range(args.first, args.first + args.ids)]
 
-    url = urlsplit(args.url)
-    os.environ["AIRFLOW_CONN_VIKINGDB_DEFAULT"] = json.dumps(
-        {
-            "conn_type": "vikingdb",
-            "host": url.hostname,
-            "port": url.port,
-            "login": AK,
-            "password": SK,
-            "extra": {"region": REGION, "scheme": "http"},
-        }
-    )
+    use_connection(args.url)
     from airflow_provider_vikingdb.exceptions import VikingDBError
     from airflow_provider_vikingdb.hooks.vikingdb import VikingDBBatchError, VikingDBHook
     from airflow_provider_vikingdb.ratelimit import limiter_for
