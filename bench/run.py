@@ -4,7 +4,8 @@
 2. no-quota run: the same without a quota
 3. upsert at the quota: 30 000 rows, list and stream (bench/upsert_throughput.py)
 4. shared quota: 2 and 4 processes deleting from one collection, and one stopping early
-   (bench/shared_quota.py, 5 runs of each case: about ten minutes)
+   (bench/shared_quota.py, 5 runs of each case: about ten minutes), and the same cases
+   simulated for rules that probe less in a crowd (bench/shared_quota_sim.py)
 5. import cost of the operator module (bench/import_cost.py)
 6. peak memory of deleting 1 000 000 ids (bench/memory.py)
 
@@ -27,6 +28,7 @@ STEPS = [
     ["throughput.py", "--no-quota", "--latency-ms", "30", "--ids", "60000"],
     ["upsert_throughput.py", "--quota", "1500", "--latency-ms", "30", "--rows", "30000"],
     ["shared_quota.py", "--runs", "5"],
+    ["shared_quota_sim.py"],
     ["import_cost.py", "-n", "10"],
     ["memory.py", "--ids", "1000000"],
 ]
