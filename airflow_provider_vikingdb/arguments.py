@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 TARGET_RULE = "give exactly one of collection_name or resource_id"
@@ -108,3 +109,9 @@ def jinja_dependency_warning(template: Any, upstream_task_ids: Iterable[str]) ->
         "(ids=upstream_task.output, or the result of calling the @task): an XComArg passes the "
         "real list and sets the dependency."
     )
+
+
+def timedelta_microseconds(value: timedelta) -> int:
+    """A timedelta in whole microseconds, exactly, also for subclasses (Airflow hands out pendulum
+    Durations, which refuse to be divided by a stdlib timedelta)."""
+    return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_provider_vikingdb.arguments import timedelta_microseconds
 from airflow_provider_vikingdb.ids import (
     INT64_MAX,
     INT64_MIN,
@@ -69,7 +70,6 @@ _OP_HINTS = {
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 _FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 
 DEL_ALL_ADVICE = "that is del_all; use del_all=True if you mean it"
 
@@ -154,7 +154,7 @@ def retention_filter(
             f"reference {reference!r} is a naive datetime: it names no instant. Give an aware one "
             "(the run's data_interval_end is; or datetime.now(timezone.utc))"
         )
-    cutoff_us = (plain_utc(reference) - _EPOCH) // _MICROSECOND - age
+    cutoff_us = timedelta_microseconds(plain_utc(reference) - _EPOCH) - age
     cutoff = cutoff_us // (1_000_000 // per_second)
     return {"op": "range", "field": field, "lt": cutoff}, cutoff
 
@@ -380,7 +380,7 @@ def _units_per_second(time_unit: object, field: str) -> int:
 def _age_microseconds(older_than: object) -> int:
     rule = "older_than is a timedelta or a number of seconds above 0"
     if isinstance(older_than, timedelta):
-        age = older_than // _MICROSECOND
+        age = timedelta_microseconds(older_than)
     else:
         seconds = _number(older_than, "older_than", rule)
         age = seconds * 1_000_000 if isinstance(seconds, int) else round(seconds * 1_000_000)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
+from airflow_provider_vikingdb.arguments import timedelta_microseconds
 from airflow_provider_vikingdb.exceptions import VikingDBError
 from airflow_provider_vikingdb.ids import MAX_BATCH_SIZE, batched
 from airflow_provider_vikingdb.target import Target
@@ -45,9 +47,11 @@ def check_max_checked_ids(value: object) -> int:
 
 
 def check_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
-    return float(value)
+    """A duration as float seconds: a number or a ``timedelta`` (pendulum's too), not negative."""
+    seconds = timedelta_microseconds(value) / 1_000_000 if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise ValueError(f"{name} must be a non-negative number of seconds or a timedelta, got {value!r}")
+    return float(seconds)
 
 
 def choose_ids_to_check(

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
+from airflow_provider_vikingdb.arguments import timedelta_microseconds
 from airflow_provider_vikingdb.ids import (
     INT64,
     INT64_MAX,
@@ -277,7 +278,7 @@ def check_ttl(value: object) -> int | None:
     if isinstance(value, bool):
         raise InvalidRecordsError(f"ttl is a bool ({value!r}): give whole seconds from 1 to {TTL_MAX}")
     if isinstance(value, timedelta):
-        whole, rest = divmod(value, timedelta(seconds=1))
+        whole, rest = divmod(timedelta_microseconds(value), 1_000_000)
         if rest:
             raise InvalidRecordsError(
                 f"ttl = {value!r} is not a whole number of seconds: VikingDB's ttl is whole seconds"

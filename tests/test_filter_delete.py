@@ -207,3 +207,17 @@ def test_retention_cutoff_comes_from_the_data_interval_end(server):
         {"logical_date": end},
     )
     assert (cutoff_ms, reference) == (int(end.timestamp() - 60) * 1000, "logical_date")
+
+
+def test_retention_takes_airflows_pendulum_duration_and_data_interval(server):
+    # What a DAG author writes with Airflow's own types (pendulum.duration used to fail at parse
+    # time with AttributeError), and what Airflow hands the task (a pendulum data_interval_end).
+    import pendulum
+
+    from airflow_provider_vikingdb.operators.by_filter import build_filter
+
+    op = make(time_field="created_at", older_than=pendulum.duration(days=90), index_name="c_index")
+    end = pendulum.datetime(2026, 4, 1, tz="Asia/Shanghai")
+    _, cutoff, reference = build_filter(op, {"data_interval_end": end})
+    assert reference == "data_interval_end"
+    assert cutoff == int(end.timestamp()) - 90 * 86400

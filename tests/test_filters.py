@@ -441,6 +441,14 @@ def test_retention_reference_in_another_time_zone_is_the_same_instant():
     assert retention_filter("t", 60, "s", shanghai) == retention_filter("t", 60, "s", REFERENCE)
 
 
+def test_retention_age_can_be_a_pendulum_duration():
+    pendulum = pytest.importorskip("pendulum")
+    for unit in ("s", "ms"):
+        assert retention_filter("t", pendulum.duration(days=7, microseconds=1500), unit, REFERENCE) == (
+            retention_filter("t", timedelta(days=7, microseconds=1500), unit, REFERENCE)
+        )
+
+
 @pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai"])
 def test_retention_reference_can_be_airflows_pendulum_datetime(zone):
     # What a task gets as data_interval_end: a pendulum DateTime, whose difference with a

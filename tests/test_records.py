@@ -490,6 +490,15 @@ def test_ttl_is_whole_seconds(value, seconds):
     assert result is None or type(result) is int
 
 
+def test_ttl_can_be_a_pendulum_duration():
+    # Airflow's own durations are pendulum's, which refuse divmod by a stdlib timedelta.
+    pendulum = pytest.importorskip("pendulum")
+    assert check_ttl(pendulum.duration(days=7)) == 604800
+    assert check_ttl(pendulum.duration(months=1)) == 30 * 86400  # pendulum counts a month as 30 days
+    with pytest.raises(InvalidRecordsError, match="is not a whole number of seconds"):
+        check_ttl(pendulum.duration(seconds=1, microseconds=5))
+
+
 @pytest.mark.parametrize(
     ("value", "what"),
     [

@@ -62,6 +62,8 @@ _NOTHING_TO_DELETE = (
 
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from airflow.sdk import Context
 
 
@@ -95,9 +97,9 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
         Deletes reach the collection at once but its indexes only later (about 20 s; about
         5 minutes after ``del_all``). Default None: no wait.
     :param deferrable: wait in the triggerer (``VikingDBIndexSyncTrigger``), holding no worker slot.
-    :param index_poke_interval: seconds between looks at the index (default 5).
-    :param index_timeout: seconds to wait for the index (default 10 minutes, 15 after ``del_all``);
-        then the task fails with how many checked ids were still in the index.
+    :param index_poke_interval: seconds (or a ``timedelta``) between looks at the index (default 5).
+    :param index_timeout: seconds (or a ``timedelta``) to wait for the index (default 10 minutes,
+        15 after ``del_all``); then the task fails with how many checked ids were still in the index.
     :param max_checked_ids: ids checked per look at the index (default 1000); a larger delete is
         checked through a random sample of this size, and the log says so.
     :param receipt: where to write a deletion receipt (templated): an ``ObjectStoragePath`` or a
@@ -150,9 +152,9 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
         index_name: str | None = None,
         wait_for_index: str | None = None,
         deferrable: bool | None = None,
-        index_poke_interval: float = DEFAULT_POKE_INTERVAL,
-        index_timeout: float | None = None,
-        index_settle: float | None = None,
+        index_poke_interval: timedelta | float = DEFAULT_POKE_INTERVAL,
+        index_timeout: timedelta | float | None = None,
+        index_settle: timedelta | float | None = None,
         max_checked_ids: int = DEFAULT_MAX_CHECKED_IDS,
         max_delete: int | None = None,
         dry_run: bool | str = False,
@@ -191,11 +193,11 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
             check_batch_size(batch_size)
             if max_concurrency is not None:
                 check_positive_int("max_concurrency", max_concurrency)
-            check_seconds("index_poke_interval", index_poke_interval)
+            index_poke_interval = check_seconds("index_poke_interval", index_poke_interval)
             if index_timeout is not None:
-                check_seconds("index_timeout", index_timeout)
+                index_timeout = check_seconds("index_timeout", index_timeout)
             if index_settle is not None:
-                check_seconds("index_settle", index_settle)
+                index_settle = check_seconds("index_settle", index_settle)
             check_max_checked_ids(max_checked_ids)
             check_max_delete(max_delete)
             if not (isinstance(dry_run, str) and "{{" in dry_run):  # a template is checked once rendered

@@ -94,7 +94,7 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         vikingdb_conn_id: str = DEFAULT_CONN_ID,
         max_checked_ids: int = DEFAULT_MAX_CHECKED_IDS,
         deferrable: bool | None = None,
-        settle: float | None = None,
+        settle: timedelta | float | None = None,
         poke_interval: timedelta | float = DEFAULT_POKE_INTERVAL,
         timeout: timedelta | float | None = None,
         **kwargs: Any,
@@ -112,7 +112,7 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
         try:
             check_max_checked_ids(max_checked_ids)
             if settle is not None:
-                check_seconds("settle", settle)
+                settle = check_seconds("settle", settle)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
         self.collection_name = collection_name

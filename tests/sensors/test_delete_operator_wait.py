@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -89,12 +90,26 @@ def test_wait_for_index_is_templated_and_off_by_default():
     [
         ({"index_poke_interval": -1}, "index_poke_interval must be a non-negative number"),
         ({"index_timeout": "soon"}, "index_timeout must be a non-negative number"),
+        ({"index_settle": float("nan")}, "index_settle must be a non-negative number"),
+        ({"index_settle": dt.timedelta(seconds=-1)}, r"got datetime.timedelta\(days=-1, seconds=86399\)"),
         ({"max_checked_ids": 0}, "max_checked_ids must be a positive integer"),
     ],
 )
 def test_bad_wait_arguments_fail_at_parse_time(kwargs, message):
     with pytest.raises(ValueError, match=message):
         op(**kwargs)
+
+
+def test_wait_durations_can_be_timedeltas_stdlib_or_pendulum():
+    # What Airflow users write for every other duration (poke_interval, timeout, retry_delay).
+    import pendulum
+
+    task = op(
+        index_poke_interval=dt.timedelta(seconds=2.5),
+        index_timeout=pendulum.duration(minutes=10),
+        index_settle=pendulum.duration(seconds=45),
+    )
+    assert (task.index_poke_interval, task.index_timeout, task.index_settle) == (2.5, 600.0, 45.0)
 
 
 def test_without_wait_for_index_the_summary_is_unchanged(server):

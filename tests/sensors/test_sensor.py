@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
@@ -203,6 +204,24 @@ def test_deferrable_looks_once_then_defers_with_a_trigger_holding_no_secret(serv
     assert kwargs["poke_interval"] == 0.1
     assert deferred.value.timeout.total_seconds() > 120  # Airflow's timeout is only a backstop
     assert SECRET not in repr(kwargs)
+
+
+def test_durations_can_be_timedeltas_and_reach_the_trigger_as_seconds(server):
+    import pendulum
+
+    server.index_lag = 60
+    delete(IDS)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(
+            deferrable=True,
+            poke_interval=dt.timedelta(seconds=0.5),
+            timeout=pendulum.duration(minutes=2),
+            settle=pendulum.duration(seconds=45),
+        ).execute({})
+    _, kwargs = deferred.value.trigger.serialize()
+    assert (kwargs["poke_interval"], kwargs["settle"]) == (0.5, 45.0)  # plain floats: serializable
+    with pytest.raises(ValueError, match=r"settle must be a non-negative number of seconds or a timedelta"):
+        sensor(settle=dt.timedelta(seconds=-1))
 
 
 def test_deferrable_returns_at_once_when_already_synced(server):
