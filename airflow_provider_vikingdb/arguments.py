@@ -7,6 +7,7 @@ anything is sent.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterable
 from datetime import timedelta
@@ -87,7 +88,55 @@ def rendered_text(value: Any) -> str | None:
     return None if text in ("", "None") else text
 
 
-_XCOM_PULL = re.compile(r"xcom_pull\(\s*(?:task_ids\s*=\s*)?['\"]([^'\"]+)['\"]")
+_XCOM_PULL = re.compile(r"\bxcom_pull\s*\(")
+
+
+def _call_arguments(text: str, start: int) -> str | None:
+    """The text between the parenthesis just before ``start`` and its match (quotes and nested
+    brackets respected); None if it is not closed."""
+    closing, quote, i = [")"], "", start
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            closing.append(")]}"["([{".index(char)])
+        elif char in ")]}":
+            if char != closing.pop():
+                return None
+            if not closing:
+                return text[start:i]
+        i += 1
+    return None
+
+
+def pulled_task_ids(template: str) -> list[str]:
+    """The task ids a Jinja template's ``xcom_pull`` calls name as literals: ``task_ids`` given
+    first or by name, a string or a list of strings. Calls with a ``dag_id`` (another DAG's
+    XCom, never upstream) or a ``task_ids`` that is not a literal are left out."""
+    found: list[str] = []
+    for match in _XCOM_PULL.finditer(template):
+        arguments = _call_arguments(template, match.end())
+        try:
+            call = ast.parse(f"f({arguments})", mode="eval").body if arguments is not None else None
+        except SyntaxError:  # Jinja that is not Python (filters, tests): nothing to read
+            continue
+        if not isinstance(call, ast.Call) or any(k.arg == "dag_id" for k in call.keywords):
+            continue
+        named = [k.value for k in call.keywords if k.arg == "task_ids"]
+        node = named[0] if named else call.args[0] if call.args else None
+        try:
+            value = ast.literal_eval(node) if node is not None else None
+        except ValueError:
+            continue
+        values = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+        found.extend(v for v in values if isinstance(v, str))
+    return found
 
 
 def jinja_dependency_warning(template: Any, upstream_task_ids: Iterable[str]) -> str | None:
@@ -99,7 +148,7 @@ def jinja_dependency_warning(template: Any, upstream_task_ids: Iterable[str]) ->
     if not isinstance(template, str):
         return None
     upstream = set(upstream_task_ids)
-    missing = [task_id for task_id in _XCOM_PULL.findall(template) if task_id not in upstream]
+    missing = [task_id for task_id in dict.fromkeys(pulled_task_ids(template)) if task_id not in upstream]
     if not missing:
         return None
     names = ", ".join(repr(t) for t in missing)

@@ -153,7 +153,9 @@ def read_envelope(
     except ValueError:
         data = None
     request_id = answer.header(REQUEST_ID_HEADER)
-    if not isinstance(data, dict):
+    # A 200 is an envelope only with a code: ``{}`` from a proxy or a mangled body is not the
+    # service's word either. Other statuses say enough by themselves.
+    if not isinstance(data, dict) or (status == 200 and "code" not in data):
         text = scrub(answer.body.decode("utf-8", "replace"), secrets)
         text = text.strip().replace("\n", " ").replace("\r", " ")
         message = f"answer is not a JSON envelope: {text[:QUOTED_BODY]!r}" if text else "empty answer"

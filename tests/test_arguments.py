@@ -19,15 +19,30 @@ from airflow_provider_vikingdb.arguments import (
         '{{ ti.xcom_pull(task_ids="find") }}',
         "{{ ti.xcom_pull('find') }}",
         "{{ task_instance.xcom_pull( task_ids = 'find' , key='return_value') }}",
+        "{{ ti.xcom_pull(key='return_value', task_ids='find') }}",
+        "{{ ti.xcom_pull(task_ids=['find']) }}",
+        "{{ ti.xcom_pull(task_ids=('find', 'other')) | tojson }}",
+        "{{ (ti.xcom_pull(task_ids='other') or []) + ti.xcom_pull(task_ids='find') }}",
     ],
 )
 def test_jinja_ids_from_a_task_that_is_not_upstream_are_warned_about(template):
     warning = jinja_dependency_warning(template, upstream_task_ids={"other"})
     assert "'find'" in warning and "not upstream" in warning and ".output" in warning
-    assert jinja_dependency_warning(template, upstream_task_ids={"find"}) is None
+    assert jinja_dependency_warning(template, upstream_task_ids={"find", "other"}) is None
 
 
-@pytest.mark.parametrize("ids", [None, ["a"], "plain-id", "{{ params.ids }}"])
+@pytest.mark.parametrize(
+    "ids",
+    [
+        None,
+        ["a"],
+        "plain-id",
+        "{{ params.ids }}",
+        "{{ ti.xcom_pull(task_ids=params.task) }}",  # not a literal: nothing to check
+        "{{ ti.xcom_pull(dag_id='loader', task_ids='find') }}",  # another DAG's: never upstream
+        "{{ ti.xcom_pull(task_ids='find' }}",  # not a call: Jinja will say so
+    ],
+)
 def test_no_warning_without_an_xcom_pull_template(ids):
     assert jinja_dependency_warning(ids, upstream_task_ids=()) is None
 

@@ -421,8 +421,9 @@ class LocalVikingDB(ScriptedFaults):
         # service. auth_ok is still logged, so tests can check every retry was signed afresh.
         fault = self.faults.take(path)
         if fault is not None:
-            if fault.kind == "stall":
-                self._stopping.wait(fault.seconds)
+            if fault.kind == "stall" and self._stopping.wait(fault.seconds):
+                # stopped during the stall: the connection closes unanswered, nothing applied
+                return Answer(0, b"", "ConnectionDropped", drop=True), auth_ok, fault
             elif fault.kind == "drop":
                 return Answer(0, b"", "ConnectionDropped", drop=True), auth_ok, fault
             elif fault.kind == "fail" or (fault.kind == "cut" and not fault.applied):

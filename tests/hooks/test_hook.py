@@ -7,14 +7,20 @@ import sys
 
 import pytest
 
-from airflow_provider_vikingdb.exceptions import VikingDBAuthError, VikingDBConfigError, VikingDBError
+from airflow_provider_vikingdb.exceptions import (
+    VikingDBAuthError,
+    VikingDBConfigError,
+    VikingDBConnectionError,
+    VikingDBError,
+    VikingDBThrottledError,
+)
 from airflow_provider_vikingdb.hooks.vikingdb import (
     DELETE_PATH,
     VikingDBBatchError,
     VikingDBHook,
     sign_headers,
 )
-from airflow_provider_vikingdb.transport import Answer, read_envelope
+from airflow_provider_vikingdb.transport import Answer, full_jitter, read_envelope
 from tests.hooks.conftest import API_KEY, SESSION_TOKEN, SK
 
 
@@ -173,16 +179,34 @@ def test_retry_after_is_honoured(server, hook):
     assert delays == [1.5]
 
 
-def test_backoff_grows_and_gives_up_after_max_retries(server, hook):
+@pytest.mark.parametrize(("header", "delay"), [("3600", 60.0), ("-5", 0.0)])
+def test_retry_after_is_kept_within_a_minute(server, hook, header, delay):
+    delays = []
+    hook._sleep = delays.append
+    server.fail_next(DELETE_PATH, status=503, code="ServiceUnavailable", headers={"Retry-After": header})
+    hook.delete(["a"], collection_name="test_coll")
+    assert sum(delays) == delay and len(deletes(server)) == 2  # no sleep at all for 0
+
+
+def test_backoff_grows_and_gives_up_after_max_retries(server, hook, monkeypatch):
+    # Full jitter: each delay is drawn from 0 up to 0.5 s doubling per failure, capped at 20 s.
+    bounds = []
+    monkeypatch.setattr(
+        "airflow_provider_vikingdb.transport.random.uniform", lambda a, b: bounds.append((a, b)) or b
+    )
     delays = []
     hook._sleep = delays.append
     server.fail_next(DELETE_PATH, times=10, status=500, code="InternalError")
     with pytest.raises(VikingDBError) as info:
         hook.delete(["a"], collection_name="test_coll")
-    assert len(deletes(server)) == 1 + hook.config.max_retries
-    assert len(delays) == hook.config.max_retries
-    assert all(0 <= d <= 20 for d in delays)
+    assert len(deletes(server)) == 1 + hook.config.max_retries == 6
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0] and all(low == 0 for low, _ in bounds)
     assert "InternalError" in str(info.value)
+
+
+def test_backoff_is_capped_at_twenty_seconds(monkeypatch):
+    monkeypatch.setattr("airflow_provider_vikingdb.transport.random.uniform", lambda a, b: b)
+    assert [full_jitter(n) for n in (6, 7, 8, 30)] == [16.0, 20.0, 20.0, 20.0]
 
 
 def test_invalid_parameter_fails_after_exactly_one_request(server, hook):
@@ -260,6 +284,27 @@ def test_test_connection_reports_an_unreachable_server(monkeypatch):
     assert not ok and "could not reach http://127.0.0.1:9" in reason
 
 
+def test_a_refused_connection_is_retried_then_named(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VIKINGDB_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "vikingdb",
+                "host": "http://127.0.0.1:9",  # discard port: nothing listens
+                "login": "AK",
+                "password": "SK",
+                "extra": {"region": "cn-beijing", "max_retries": 3, "timeout": 2},
+            }
+        ),
+    )
+    hook = VikingDBHook()
+    delays = []
+    hook._sleep = delays.append
+    with pytest.raises(VikingDBConnectionError, match=r"could not reach http://127\.0\.0\.1:9") as info:
+        hook.request(DELETE_PATH, {"collection_name": "c", "ids": ["a"]})
+    assert len(delays) == 3 and info.value.code == "ConnectionError"
+
+
 def test_api_key_is_sent_as_bearer(vikingdb_server_factory, monkeypatch):
     srv = vikingdb_server_factory(collections=("test_coll",), api_key=API_KEY)
     conn = json.loads(srv.connection_json())
@@ -282,6 +327,29 @@ def test_sts_session_token_is_sent_and_signed(server, monkeypatch):
     assert req.auth_ok and req.headers["X-Security-Token"] == SESSION_TOKEN
     assert "x-security-token" in req.headers["Authorization"]
     assert server.records("test_coll") == {}
+
+
+@pytest.mark.parametrize("body", [b"", b"[1]", b"{}", b'{"ok": true}', b"<html>OK</html>", b'{"code": "Succ'])
+def test_a_200_that_is_not_an_envelope_counts_as_cut_short_and_is_retried(body):
+    # "A 200 whose body is not an envelope counts as cut short" (docs/hook.md): a proxy's page,
+    # a mangled or empty body, or JSON without a code is not the service's word.
+    _, error = read_envelope(Answer(200, body, {}), DELETE_PATH)
+    assert isinstance(error, VikingDBConnectionError) and error.retryable
+    assert error.code == "BadResponse" and error.http_status == 200
+
+
+def test_a_200_envelope_with_an_error_code_is_the_services_word():
+    body = b'{"code": "InvalidParameter", "message": "ids too long", "request_id": "r-1"}'
+    _, error = read_envelope(Answer(200, body, {}), DELETE_PATH)
+    assert not isinstance(error, VikingDBConnectionError) and not error.retryable
+    assert (error.code, error.request_id) == ("InvalidParameter", "r-1") and "ids too long" in str(error)
+
+
+def test_an_error_without_a_code_is_named_by_its_status():
+    _, error = read_envelope(Answer(429, b'{"message": "slow down"}', {}), DELETE_PATH)
+    assert isinstance(error, VikingDBThrottledError) and error.code == "HTTP429" and error.retryable
+    _, error = read_envelope(Answer(503, b"", {}), DELETE_PATH)
+    assert error.code == "BadResponse" and error.retryable
 
 
 def test_non_json_answer_gives_status_and_start_of_body():

@@ -111,6 +111,32 @@ def test_stall_next_trips_a_client_timeout(loaded, client) -> None:
     assert client.delete(ids=["uid_00004"]).status_code == 200
 
 
+def test_stopping_during_a_stall_closes_the_connection_and_applies_nothing(loaded, client) -> None:
+    import threading
+
+    loaded.stall_next(DELETE, seconds=30.0)
+    outcome: list[object] = []
+    sender = threading.Thread(target=lambda: outcome.append(_send(client, "uid_00005")))
+    sender.start()
+    deadline = time.monotonic() + 10
+    while loaded.faults.queues.get(DELETE):  # until the stalled request has taken its fault
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    loaded.stop()
+    sender.join(timeout=10)
+    assert time.monotonic() - started < 5  # the stall did not hold stop() for its 30 s
+    assert isinstance(outcome[0], requests.ConnectionError)
+    assert "uid_00005" in loaded.records("test_coll")
+
+
+def _send(client, uid: str) -> object:
+    try:
+        return client.delete(ids=[uid])
+    except requests.RequestException as exc:
+        return exc
+
+
 def test_clear_faults(loaded, client) -> None:
     loaded.fail_next(DELETE, times=5)
     loaded.clear_faults()

@@ -92,6 +92,15 @@ def test_default_timeouts_and_poke_interval():
     assert sensor().max_checked_ids == 1000 and sensor().deferrable is False
 
 
+def test_deferrable_follows_airflows_default_deferrable(monkeypatch):
+    from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+    assert sensor().deferrable is True and sensor(deferrable=False).deferrable is False
+    delete_op = VikingDBDeleteOperator(task_id="d", collection_name="c", ids=["a"], wait_for_index="i")
+    assert delete_op.deferrable is True
+
+
 def test_templated_del_all_settles_its_default_timeout_at_run_time(server):
     s = sensor(del_all="{{ params.purge }}")
     assert s.timeout == 600  # unknown at parse time
