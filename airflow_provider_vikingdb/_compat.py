@@ -12,6 +12,7 @@ try:  # Airflow 3.2+
         AirflowFailException,
         AirflowSensorTimeout,
         TaskDeferred,
+        XComNotFound,
     )
 except ImportError:  # Airflow 3.1
     from airflow.exceptions import (  # type: ignore[no-redef, attr-defined]  # mypy runs on 3.2+
@@ -19,6 +20,7 @@ except ImportError:  # Airflow 3.1
         AirflowFailException,
         AirflowSensorTimeout,
         TaskDeferred,
+        XComNotFound,
     )
 
 
@@ -52,6 +54,7 @@ __all__ = [
     "AirflowSensorTimeout",
     "BaseHook",
     "TaskDeferred",
+    "XComNotFound",
     "default_deferrable",
     "fail_task",
     "mask_secret",

@@ -41,6 +41,7 @@ from airflow_provider_vikingdb.filters import and_filters
 from airflow_provider_vikingdb.index_sync import (
     DEFAULT_MAX_CHECKED_IDS,
     DEFAULT_POKE_INTERVAL,
+    DEFAULT_SETTLE,
     choose_ids_to_check,
     wait_blocking,
 )
@@ -205,6 +206,8 @@ class FilterDeleteResult:
     remaining: int | None = None
     last_request_id: str | None = None
     index_proof: str | None = None
+    #: Unix time the last delete batch was acknowledged (None: nothing deleted)
+    deleted_at: float | None = None
     delete_seconds: float = 0.0
     verify_seconds: float = 0.0
     request_ids: list[str] = field(default_factory=list, repr=False)
@@ -232,6 +235,7 @@ class FilterDeleteResult:
             "remaining": self.remaining,
             "last_request_id": self.last_request_id,
             "index_proof": self.index_proof,
+            "deleted_at": self.deleted_at,
             "delete_seconds": round(self.delete_seconds, 3),
             "verify_seconds": round(self.verify_seconds, 3),
         }
@@ -315,6 +319,32 @@ class FilterDelete:
         """How many records of the index match the filter now (``agg`` count)."""
         envelope = self.send(AGG_PATH, {**self.base, "op": "count", "filter": self.filter})
         return agg_total(envelope.get("result") or {})
+
+    def count_settled(self, since: float) -> int:
+        """The count, once the index can be trusted to hold what was written before ``since``.
+
+        The index shows a write about 20 s after it (``settle``, default 30 s, bounds that): a
+        count of 0 made sooner after ``since`` (the time the delete was asked for; a load that
+        just failed wrote its rows before it) may miss rows written just before. Then wait
+        until ``since + settle`` and count again. A count above 0 needs no wait: the index
+        applies writes in order, so once a pass's deletes are applied (the pass waits for
+        that), so are the rows written before them, and the next count finds them.
+        """
+        matched = self.count()
+        settle = DEFAULT_SETTLE if self.settle is None else self.settle
+        wait = since + settle - time.time()
+        if matched or wait <= 0:
+            return matched
+        self.log.info(
+            "No record of index %r matches the filter yet; records written in the %g s before this "
+            "delete was asked for may not be indexed yet (the index lags the collection): counting "
+            "again in %.1f s (settle).",
+            self.index_name,
+            settle,
+            wait,
+        )
+        self.sleep(wait)
+        return self.count()
 
     def pager(self, first_pass: bool = True) -> ScalarPager | OffsetPager:
         # Later passes look for leftovers on an index that has applied every delete: a
@@ -438,7 +468,7 @@ class FilterDelete:
                         exc,
                     ) from exc
                 self.result.add(batch)
-                deleted_at = time.time()
+                deleted_at = self.result.deleted_at = time.time()
                 last_ids = ids
         finally:
             stop.set()

@@ -166,6 +166,16 @@ def plain_utc(value: datetime) -> datetime:
     return datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=timezone.utc)
 
 
+def describe_age(older_than: timedelta | float | str) -> str:
+    """``older_than`` for a log line, in the largest whole unit: ``90 days``, ``36 hours``, ``90 s``."""
+    microseconds = _age_microseconds(older_than)
+    for size, name in ((86_400, "day"), (3_600, "hour"), (60, "minute")):
+        count, rest = divmod(microseconds, size * 1_000_000)
+        if not rest:
+            return f"{count} {name}{'s' if count != 1 else ''}"
+    return f"{microseconds / 1_000_000:g} s"
+
+
 def and_filters(*filters: Mapping[str, Any] | None) -> dict[str, Any]:
     """All of ``filters`` (AND), nested ands flattened; None and ``{}`` add nothing.
 

@@ -158,6 +158,12 @@ def refusal(value: object) -> str:
             "integer type is refused even when whole (a float holds integers exactly only up to 2**53). "
             "Convert the ids to int where they are produced (int(x), or .astype('int64'))"
         )
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return (
+            f"is {kind}: ids must be int64 or non-empty strings, not lists of them. A mapped task's "
+            "output (or written_ids of a mapped load) is one list per mapped task: flatten it first, "
+            "e.g. in a @task: return [i for part in parts for i in part]"
+        )
     return f"is {kind}: ids must be int64 or non-empty strings"
 
 

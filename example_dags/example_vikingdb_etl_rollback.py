@@ -23,8 +23,9 @@ every row carries ``load_run_id`` (a string field with a scalar index in
 ``{collection}_index``), and the rollback deletes what the filter
 ``{"op": "must", "field": "load_run_id", "conds": ["{{ run_id }}"]}`` matches. A filter
 sees only what the index holds, and the index shows new rows about 20 s after they were
-written: roll back by filter when the load has had time to be indexed, by ids
-(``load.written_ids``) when the rollback may follow the load at once.
+written: when the rollback follows the load at once and finds nothing yet, it counts again
+``index_settle`` (30 s) after it started, so it takes about half a minute more than the
+rollback by ids.
 """
 
 from __future__ import annotations

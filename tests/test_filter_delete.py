@@ -191,13 +191,18 @@ def test_a_templated_filter_is_checked_once_rendered_and_is_a_template_field():
     assert op.filter == "{{ params.filter }}"
 
 
-def test_retention_cutoff_comes_from_the_data_interval_end(server):
+def test_retention_cutoff_comes_from_the_data_interval_end(server, capfd):
     from airflow_provider_vikingdb.operators.by_filter import build_filter
 
     op = make(filter=GROUP_A, time_field="created_at", older_than=dt.timedelta(days=90), index_name="c_index")
     end = dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc)
     flt, cutoff, reference = build_filter(
         op, {"data_interval_end": end, "logical_date": end - dt.timedelta(1)}
+    )
+    # the one line that shows a unit mistake: the field's unit and the age, both spelled out
+    assert (
+        f"Retention: created_at < {cutoff} (epoch seconds): records older than 90 days at the run's "
+        "data_interval_end, 2026-04-01T00:00:00+00:00." in capfd.readouterr().out
     )
     assert reference == "data_interval_end"
     assert cutoff == int((end - dt.timedelta(days=90)).timestamp())
@@ -221,3 +226,34 @@ def test_retention_takes_airflows_pendulum_duration_and_data_interval(server):
     _, cutoff, reference = build_filter(op, {"data_interval_end": end})
     assert reference == "data_interval_end"
     assert cutoff == int(end.timestamp()) - 90 * 86400
+
+
+@pytest.mark.parametrize("indexed_before", [0, 60])
+def test_rows_written_just_before_are_deleted_once_the_index_shows_them(server, indexed_before):
+    # A rollback by filter right after a load: the index shows the load's rows only later.
+    # A first count of 0 is made again after settle; a count above 0 is completed by the next
+    # pass (the index applies writes in order: once it has our deletes, it has the load).
+    server.index_lag = 1.5
+    old = rows(indexed_before)
+    server.load("c", old)  # indexed long ago
+    hook = VikingDBHook()
+    fresh = [{"id": f"new{i:03d}", "created_at": 1, "grp": "a"} for i in range(120)]
+    hook.upsert(fresh, collection_name="c")
+    result = run(hook, settle=3)
+    wanted = {r["id"] for r in old if r["grp"] == "a"} | {r["id"] for r in fresh}
+    assert set(deleted_ids(server)) == wanted
+    assert all(record.get("grp") != "a" for record in server.records("c").values())
+    assert (result.ids_deleted, result.remaining) == (len(wanted), 0)
+    assert result.deleted_at is not None and result.to_dict()["deleted_at"] == result.deleted_at
+
+
+def test_a_count_of_zero_is_counted_again_only_within_settle_of_the_call(server):
+    server.load("c", [{"id": "x", "grp": "b", "created_at": 1}])
+
+    def counts():
+        return sum(r.path.endswith("/data/agg") for r in server.requests)
+
+    result = run(VikingDBHook(), settle=0)  # nothing written within 0 s of the call: trusted
+    assert (result.matched, result.ids_deleted, result.deleted_at, counts()) == (0, 0, None, 1)
+    run(VikingDBHook(), settle=0.5)  # the call itself is within settle: counted again after it
+    assert counts() == 3

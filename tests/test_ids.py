@@ -363,3 +363,9 @@ def test_a_str_subclass_with_any_characters_becomes_a_plain_str():
     assert ids == ["caf\u00e9", "x"] and type(ids[0]) is str
     with pytest.raises(InvalidIdsError, match=r"ids\[1\] = 'b\\udc80' holds a lone surrogate"):
         normalize_ids(["a", Name("b\udc80")])
+
+
+def test_lists_of_ids_are_refused_with_how_to_flatten_them():
+    # what a mapped task's output looks like: one list per mapped task
+    with pytest.raises(InvalidIdsError, match=r"ids\[0\] = \['a', 'b'\] is a list.*flatten it first"):
+        normalize_ids([["a", "b"], ["c"]])

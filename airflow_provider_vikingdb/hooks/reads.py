@@ -241,14 +241,17 @@ class VikingDBReadsMixin(_Base):
         """Delete every record that ``filter`` matches in ``index_name``, and verify it.
 
         Counts first (``agg``; ``max_delete`` is checked against it before anything is
-        deleted), then searches page by page and deletes each page through the batch pool
-        while the next page is searched; each pass ends once the index has applied its
-        deletes (ids seen there and then gone, or ``settle`` seconds), then counts again:
-        leftovers get another pass, up to ``max_passes``. Takes ``filter_delete``'s keyword
-        arguments. Raises ``FilterDeleteError`` (its ``result`` says what was done).
+        deleted; a count of 0 made less than ``settle`` seconds after the call is made again
+        then, as records written just before may not be indexed yet), then searches page by
+        page and deletes each page through the batch pool while the next page is searched;
+        each pass ends once the index has applied its deletes (ids seen there and then gone,
+        or ``settle`` seconds), then counts again: leftovers get another pass, up to
+        ``max_passes``. Takes ``filter_delete``'s keyword arguments. Raises
+        ``FilterDeleteError`` (its ``result`` says what was done).
         """
+        asked_at = time.time()
         runner = self.filter_delete(index_name=index_name, filter=filter, **kwargs)
-        matched = runner.count()
+        matched = runner.count_settled(asked_at)
         if runner.max_delete is not None and matched > runner.max_delete:
             raise VikingDBConfigError(
                 f"{matched} records match the filter, more than max_delete={runner.max_delete}: nothing was "

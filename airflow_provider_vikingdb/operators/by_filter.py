@@ -19,6 +19,7 @@ from airflow_provider_vikingdb.filter_delete import (
 from airflow_provider_vikingdb.filters import (
     InvalidFilterError,
     and_filters,
+    describe_age,
     parse_filter,
     plain_utc,
     retention_filter,
@@ -105,13 +106,14 @@ def build_filter(
     if op.time_field is not None:
         at, reference = reference_time(context, op.log)
         retention, cutoff = retention_filter(op.time_field, op.older_than, op.time_unit, at)
+        unit = "epoch seconds" if op.time_unit == "s" else "epoch milliseconds"
         op.log.info(
-            "Retention: %s < %d (%s older than %s at the run's %s, %s).",
+            "Retention: %s < %d (%s): records older than %s at %s, %s.",
             op.time_field,
             cutoff,
-            op.time_unit,
-            op.older_than,
-            reference,
+            unit,
+            describe_age(op.older_than),
+            "now" if reference == "now" else f"the run's {reference}",
             at.isoformat(),
         )
     return parse_filter(and_filters(user, retention)), cutoff, reference
@@ -157,7 +159,7 @@ def execute_by_filter(
         "remaining": None,
     }
     try:
-        matched = runner.count()
+        matched = runner.count_settled(op._started_at)
     except VikingDBError as exc:
         op._fail(
             f"cannot count the records matching the filter in index {index_name!r}: {exc}. "

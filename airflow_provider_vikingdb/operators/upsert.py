@@ -45,6 +45,14 @@ __all__ = ["WRITTEN_IDS_KEY", "VikingDBUpsertOperator"]
 
 #: XCom key of the ids the service acknowledged (pushed on success, failure and interruption)
 WRITTEN_IDS_KEY = "written_ids"
+#: what ``written_ids`` holds while a load runs, before anything is sent: a load killed outright
+#: (out of memory, SIGKILL) leaves it, and a rollback by ids then says it cannot know what to delete
+UNFINISHED = {"unfinished": True, "why": "the load started and has not recorded what it wrote"}
+
+
+def is_unfinished(value: object) -> bool:
+    """``written_ids`` of a load that started and never recorded what it wrote."""
+    return isinstance(value, Mapping) and value.get("unfinished") is True
 
 
 class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
@@ -130,6 +138,10 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         written: list[str | int] = []
+        # Before anything is sent: a rollback that finds no written_ids at all knows the load
+        # never ran; one that finds this knows it ran and was killed before saying what it wrote.
+        if (ti := context.get("ti")) is not None:
+            ti.xcom_push(key=WRITTEN_IDS_KEY, value=UNFINISHED)
         try:
             summary = self._load(written)
         except BaseException:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_vikingdb._compat import default_deferrable, fail_task
+from airflow_provider_vikingdb._compat import XComNotFound, default_deferrable, fail_task
 from airflow_provider_vikingdb.arguments import (
     check_ids_args,
     check_max_delete,
@@ -43,7 +43,7 @@ from airflow_provider_vikingdb.operators.index_wait import (
     IndexNotSyncedError,
     IndexWaitMixin,
 )
-from airflow_provider_vikingdb.operators.upsert import VikingDBUpsertOperator
+from airflow_provider_vikingdb.operators.upsert import WRITTEN_IDS_KEY, VikingDBUpsertOperator, is_unfinished
 from airflow_provider_vikingdb.receipts import Receipt, ReceiptError, run_info
 from airflow_provider_vikingdb.target import Target
 
@@ -64,6 +64,7 @@ _NOTHING_TO_DELETE = (
 if TYPE_CHECKING:
     from datetime import timedelta
 
+    import jinja2
     from airflow.sdk import Context
 
 
@@ -232,7 +233,30 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
         self.max_passes = max_passes
         self.receipt = receipt
 
+    def render_template(
+        self,
+        content: Any,
+        context: Context,
+        jinja_env: jinja2.Environment | None = None,
+        seen_oids: set[int] | None = None,
+    ) -> Any:
+        """As BaseOperator's, but an upsert's ``written_ids`` that does not exist means its load
+        never ran (its upstream failed: ``one_failed`` still runs the rollback): nothing to delete."""
+        try:
+            return super().render_template(content, context, jinja_env, seen_oids)
+        except XComNotFound:
+            load = getattr(content, "operator", None)
+            if getattr(content, "key", None) != WRITTEN_IDS_KEY or not isinstance(
+                load, VikingDBUpsertOperator
+            ):
+                raise
+            self._never_ran = load.task_id
+            return []
+
     def execute(self, context: Context) -> dict[str, Any]:
+        # Rows written before now (a load that just failed) may not be indexed yet: a filter's
+        # count of 0 is trusted only ``index_settle`` seconds after this.
+        self._started_at = time.time()
         target = self._checked_target()
         wait_index = self._index_to_wait_for()
         count_index = rendered_text(self.index_name) or wait_index
@@ -258,6 +282,17 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
 
         if warning := jinja_dependency_warning(self._ids_template, self.upstream_task_ids):
             self.log.warning(warning)
+        if never_ran := getattr(self, "_never_ran", None):
+            self.log.info(
+                "Task %r never ran (it has no %r XCom): it wrote nothing.", never_ran, WRITTEN_IDS_KEY
+            )
+        if is_unfinished(self.ids):
+            self._fail(
+                f"ids: the load that {WRITTEN_IDS_KEY!r} comes from started but never recorded what it "
+                "wrote: it was killed before it ended (out of memory, SIGKILL, a lost worker), so the ids "
+                "it wrote are not known. Nothing was sent. Roll it back by filter (e.g. a field holding "
+                "the run id), or re-run the load and then this rollback."
+            )
         try:
             ids = normalize_ids(self.ids)
         except InvalidIdsError as exc:

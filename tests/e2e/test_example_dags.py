@@ -99,7 +99,12 @@ def test_rollback_takes_back_exactly_this_runs_load_when_validation_fails(server
     assert result.xcom["rollback"]["ids_deleted"] == 230
 
 
-def test_rollback_by_filter_takes_back_exactly_this_runs_load(server):
+def test_rollback_by_filter_takes_back_exactly_this_runs_load(server, monkeypatch):
+    # The rollback follows the load at once, before the index shows the load's rows: its first
+    # count finds nothing, and is made again once the index can be trusted (settle: 30 s by
+    # default, 3 s here against a lag of 1.5 s).
+    server.index_lag = 1.5
+    monkeypatch.setattr("airflow_provider_vikingdb.filter_delete.DEFAULT_SETTLE", 3.0)
     server.load("documents", [{"id": "existing-1", "load_run_id": "an earlier run"}, {"id": "existing-2"}])
     result = run_dag("vikingdb_etl_rollback_by_filter", conf={"bad_load": True, "rows": 230})
     assert result.state == "failed", result

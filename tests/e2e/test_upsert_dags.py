@@ -54,6 +54,18 @@ def test_250_records_with_ttl_then_validation_fails_and_the_rollback_restores_th
     assert server.records("test_coll") == before
 
 
+def test_a_load_that_never_ran_leaves_nothing_to_roll_back(server):
+    # The extract fails: the load is upstream_failed and pushes nothing; one_failed still runs
+    # the rollback, whose ids=load.written_ids then has no XCom to read (Airflow: XComNotFound).
+    before = server.records("test_coll")
+    result = run_dag("e2e_upsert_rollback", conf={"records": records(5), "no_records": True})
+    assert (result.tasks["make_records"], result.tasks["load"]) == ("failed", "upstream_failed")
+    assert result.tasks["rollback"] == "success", result
+    assert result.xcom["rollback"]["ids_deleted"] == 0
+    assert upserts(server) == [] and [r for r in server.requests if r.path == DELETE_PATH] == []
+    assert server.records("test_coll") == before
+
+
 def test_good_load_keeps_its_records_with_their_ttl_and_skips_the_rollback(server):
     result = run_dag("e2e_upsert_rollback", conf={"records": records(120), "ttl": 3600})
     assert result.state == "success", result

@@ -70,6 +70,18 @@ def test_every_refused_id_is_named_with_its_position_and_nothing_is_sent(vikingd
     assert vikingdb_connection.requests == []
 
 
+def test_written_ids_of_a_load_killed_before_it_ended_fail_the_rollback_loudly(vikingdb_connection):
+    # What a load leaves in written_ids when it is killed outright: the rollback cannot know
+    # what it wrote, and must not say "nothing to roll back".
+    from airflow_provider_vikingdb.operators.upsert import UNFINISHED
+
+    with pytest.raises(AirflowFailException) as info:
+        make(ids=dict(UNFINISHED)).execute({})
+    message = str(info.value)
+    assert "never recorded what it wrote" in message and "Roll it back by filter" in message
+    assert "Nothing was sent" in message and vikingdb_connection.requests == []
+
+
 def test_a_mixed_list_names_the_first_id_of_the_other_type():
     from airflow_provider_vikingdb.ids import InvalidIdsError, normalize_ids
 

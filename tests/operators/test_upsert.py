@@ -10,15 +10,18 @@ import pytest
 
 from airflow_provider_vikingdb._compat import AirflowException, AirflowFailException
 from airflow_provider_vikingdb.hooks.vikingdb import UPSERT_PATH, VikingDBHook
+from airflow_provider_vikingdb.operators.upsert import UNFINISHED
 from airflow_provider_vikingdb.operators.vikingdb import VikingDBUpsertOperator
 
 
 class FakeTI:
     def __init__(self):
         self.pushed = {}
+        self.history = []  # every push, in order
 
     def xcom_push(self, key, value):
         self.pushed[key] = value
+        self.history.append((key, value))
 
 
 class Clock:
@@ -242,3 +245,14 @@ def test_written_ids_is_an_xcomarg_of_the_written_ids_key():
         load = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=[])
     arg = load.written_ids
     assert arg.operator is load and arg.key == "written_ids"
+
+
+def test_written_ids_says_unfinished_before_anything_is_sent(server):
+    # A load killed outright (out of memory, SIGKILL) never reaches its final push: what it left
+    # must not read as "wrote nothing".
+    ti = FakeTI()
+    ti.xcom_push = lambda key, value: ti.history.append((key, value, len(upserts(server))))
+    VikingDBUpsertOperator(task_id="load", collection_name="docs", records=rows(150)).execute({"ti": ti})
+    (first_key, first, sent_then), (last_key, last, _) = ti.history
+    assert (first_key, first, sent_then) == ("written_ids", UNFINISHED, 0)
+    assert last_key == "written_ids" and sorted(last) == sorted(r["id"] for r in rows(150))

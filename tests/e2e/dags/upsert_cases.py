@@ -19,12 +19,15 @@ with DAG(
         "ttl": Param(None, type=["null", "integer"]),
         "bad": Param(False, type="boolean"),
         "receipt": Param(None, type=["null", "string"]),
+        "no_records": Param(False, type="boolean"),
     },
     **COMMON,
 ):
 
     @task
     def make_records(params=None):
+        if params["no_records"]:
+            raise RuntimeError("the extract failed: the load never runs")
         return params["records"]
 
     load = VikingDBUpsertOperator(
