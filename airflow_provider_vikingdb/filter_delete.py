@@ -353,6 +353,20 @@ class FilterDelete:
             return ScalarPager(self.send, self.base, self.filter, self.sort_field, self.page_size)
         return OffsetPager(self.send, self.base, self.filter, self.page_size)
 
+    def newest(self, field: str) -> float | None:
+        """The largest value of ``field`` (int64 or float32, scalar-indexed) among the matches."""
+        body = {
+            **self.base,
+            "field": field,
+            "order": "desc",
+            "filter": self.filter,
+            "limit": 1,
+            "output_fields": [],
+        }
+        data, _ = _data(self.send(SEARCH_SCALAR_PATH, body))
+        score = data[0].get("score") if data else None
+        return float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
+
     def sample(self, size: int = SAMPLE_SIZE) -> list[Any]:
         """Up to ``size`` matching ids (for a dry run's log)."""
         pager = self.pager()

@@ -25,8 +25,8 @@ STRING = "string"
 
 _XCOM_HINT = (
     "Pass the upstream task's output as an XComArg (ids=upstream_task.output or "
-    "ids=upstream_fn()) instead of a Jinja string: it passes the real list and sets the dependency."
-)
+    "ids=upstream_fn()) instead of a Jinja string: it passes the real list and sets the dependency"
+)  # no final period: callers go on with ". Nothing was sent."
 
 # A lone surrogate (U+D800..U+DFFF) is a valid Python str that UTF-8 cannot encode.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")

@@ -44,8 +44,8 @@ MAX_DEPTH = 32
 
 _XCOM_HINT = (
     "Pass the upstream task's output as an XComArg (records=upstream_task.output or "
-    "records=upstream_fn()) instead of a Jinja string: it passes the real list and sets the dependency."
-)
+    "records=upstream_fn()) instead of a Jinja string: it passes the real list and sets the dependency"
+)  # no final period: callers go on with ". Nothing was sent."
 _NUMBERS = frozenset((int, float))
 
 
@@ -326,7 +326,7 @@ def _check_record(
         fields = ", ".join(repr(f) for f in list(record)[:8]) or "none"
         raise InvalidRecordsError(
             f"{where} has no {id_field!r} field (its fields: {fields}): every record needs its primary "
-            f"key; if the key field has another name, pass id_field=..."
+            f"key; if the key field has another name, pass id_field='<that name>'"
         ) from None
     key = _check_key(key, f"{where}[{id_field!r}]")
     kind = INT64 if type(key) is int else STRING

@@ -200,10 +200,12 @@ def test_retention_cutoff_comes_from_the_data_interval_end(server, capfd):
         op, {"data_interval_end": end, "logical_date": end - dt.timedelta(1)}
     )
     # the one line that shows a unit mistake: the field's unit and the age, both spelled out
+    out = capfd.readouterr().out
     assert (
         f"Retention: created_at < {cutoff} (epoch seconds): records older than 90 days at the run's "
-        "data_interval_end, 2026-04-01T00:00:00+00:00." in capfd.readouterr().out
+        "data_interval_end, 2026-04-01T00:00:00+00:00." in out
     )
+    assert "a number is seconds" not in out
     assert reference == "data_interval_end"
     assert cutoff == int((end - dt.timedelta(days=90)).timestamp())
     assert flt == {"op": "and", "conds": [GROUP_A, {"op": "range", "field": "created_at", "lt": cutoff}]}
@@ -212,6 +214,10 @@ def test_retention_cutoff_comes_from_the_data_interval_end(server, capfd):
         {"logical_date": end},
     )
     assert (cutoff_ms, reference) == (int(end.timestamp() - 60) * 1000, "logical_date")
+    out = capfd.readouterr().out
+    # a number is seconds: "{{ params.days }}" rendering to 90 means 90 s, and the log says so
+    assert "older_than is 1 minute (a number is seconds)" in out and "timedelta(days=N)" in out
+    assert "(epoch milliseconds): records older than 1 minute at the run's logical_date" in out
 
 
 def test_retention_takes_airflows_pendulum_duration_and_data_interval(server):

@@ -97,6 +97,27 @@ def reference_time(context: Context, log: Any) -> tuple[dt.datetime, str]:
     return dt.datetime.now(dt.timezone.utc), "now"
 
 
+#: epoch milliseconds of 1973-03-03; epoch seconds stay below it until the year 5138
+_SECONDS_OR_MILLISECONDS = 10**11
+
+
+def _check_milliseconds(op: VikingDBDeleteOperator, runner: Any, cutoff: int | None) -> None:
+    """Refuse ``time_unit="ms"`` on a field that holds seconds: every record would match."""
+    try:
+        newest = runner.newest(op.time_field)
+    except VikingDBError as exc:
+        op._fail(
+            f"cannot search index {runner.index_name!r} for the newest match: {exc}. Nothing was deleted."
+        )
+    if newest is not None and newest < _SECONDS_OR_MILLISECONDS:
+        as_ms = dt.datetime.fromtimestamp(newest / 1000, dt.timezone.utc).date()
+        op._fail(
+            f"time_field {op.time_field!r} holds epoch seconds, it seems: the newest record that matches "
+            f"has {newest:.0f}, which in milliseconds is {as_ms}, and with time_unit='ms' the cutoff "
+            f"{cutoff} matches every record. Set time_unit='s'. Nothing was deleted."
+        )
+
+
 def build_filter(
     op: VikingDBDeleteOperator, context: Context
 ) -> tuple[dict[str, Any], int | None, str | None]:
@@ -106,6 +127,12 @@ def build_filter(
     if op.time_field is not None:
         at, reference = reference_time(context, op.log)
         retention, cutoff = retention_filter(op.time_field, op.older_than, op.time_unit, at)
+        if describe_age(op.older_than).endswith((" s", "minute", "minutes")):
+            op.log.warning(
+                "older_than is %s (a number is seconds): records younger than that are kept, all "
+                "others deleted. If you meant days, give a timedelta (older_than=timedelta(days=N)).",
+                describe_age(op.older_than),
+            )
         unit = "epoch seconds" if op.time_unit == "s" else "epoch milliseconds"
         op.log.info(
             "Retention: %s < %d (%s): records older than %s at %s, %s.",
@@ -166,6 +193,8 @@ def execute_by_filter(
             "Nothing was deleted."
         )
     op.log.info("%d records of %s match %s (counted in index %r).", matched, target, flt, index_name)
+    if matched and op.time_field is not None and op.time_unit == "ms":
+        _check_milliseconds(op, runner, cutoff)
     op._check_max_delete(matched, "records (filter)")
     if dry_run:
         try:

@@ -102,6 +102,30 @@ def test_dry_run_counts_and_deletes_nothing(server, capfd):
     assert f"Dry run: would delete {len(old)} records" in capfd.readouterr().out
 
 
+def test_milliseconds_on_a_field_of_milliseconds_deletes_what_is_older(server):
+    when = logical_date()
+    rows = [{**r, "created_at": r["created_at"] * 1000 + 123} for r in events(when)]
+    server.load("events", rows)
+    result = run_dag("e2e_filter_retention_ms", logical_date=when)
+    assert result.state == "success", result
+    cutoff = result.xcom["delete"]["cutoff"]
+    old = {r["id"] for r in rows if r["created_at"] < cutoff}
+    assert 5000 < len(old) < RECORDS and abs(cutoff - (when.timestamp() - 90 * 86400) * 1000) < 1000
+    assert set(server.records("events")) == {r["id"] for r in rows} - old
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_milliseconds_on_a_field_of_seconds_is_refused_before_anything_is_deleted(server, capfd, dry_run):
+    # The cutoff in ms (~1.76e12) is above every value in seconds (~1.76e9): all would match.
+    server.load("events", events(logical_date()))
+    result = run_dag("e2e_filter_retention_ms", conf={"dry_run": dry_run})
+    assert result.tasks["delete"] == "failed"
+    assert [r for r in server.requests if r.path == DELETE_PATH] == []
+    assert len(server.records("events")) == RECORDS
+    out = capfd.readouterr().out
+    assert "time_field 'created_at' holds epoch seconds, it seems" in out and "Set time_unit='s'" in out
+
+
 def test_max_delete_refuses_before_the_first_delete(server, capfd):
     server.load("events", events(logical_date()))
     result = run_dag("e2e_filter_capped")

@@ -55,9 +55,10 @@ def test_del_all_refuses_anything_else(value):
 def test_ids_none_at_run_time_fails_and_sends_nothing(vikingdb_connection):
     op = make(collection_name="test_coll", ids=["a"])
     op.ids = None  # e.g. a template rendered as a native None
-    with pytest.raises(AirflowFailException, match=r"ids is None.*\.output"):
+    with pytest.raises(AirflowFailException, match=r"ids is None.*\.output") as info:
         op.execute({})
     assert vikingdb_connection.requests == []
+    assert str(info.value).endswith("sets the dependency. Nothing was sent.")  # one period, not two
 
 
 @pytest.mark.parametrize(("name", "rid"), [("", ""), ("None", None), ("c", "r")])

@@ -24,6 +24,19 @@ with DAG("e2e_filter_retention", params={"dry_run": Param(False, type="boolean")
         **FAST,
     )
 
+# The same, with a unit mistake: created_at holds epoch seconds.
+with DAG("e2e_filter_retention_ms", params={"dry_run": Param(False, type="boolean")}, **COMMON):
+    VikingDBDeleteOperator(
+        task_id="delete",
+        collection_name="events",
+        index_name="events_index",
+        time_field="created_at",
+        older_than=dt.timedelta(days=90),
+        time_unit="ms",
+        dry_run="{{ params.dry_run }}",
+        **FAST,
+    )
+
 with DAG(
     "e2e_filter_only",
     params={"source": Param("crm", type="string"), "max_delete": Param(None, type=["integer", "null"])},
