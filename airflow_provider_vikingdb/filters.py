@@ -20,7 +20,7 @@ import math
 import numbers
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_vikingdb.arguments import timedelta_microseconds
@@ -364,7 +364,15 @@ def _number(value: object, where: str, rule: str = _BOUND_RULE) -> int | float:
         if not math.isfinite(value):
             raise InvalidFilterError(f"{where} is {value!r}: {rule}, and finite")
         return value
-    raise InvalidFilterError(f"{where} = {preview(repr(value))} is {a_type(value)}: {rule}")
+    hint = ""
+    if isinstance(value, (datetime, date)):
+        hint = (
+            "; an age is a timedelta, e.g. older_than=timedelta(days=90)"
+            if where == "older_than"
+            else "; VikingDB compares times as numbers: give int(moment.timestamp()) for a field of "
+            "epoch seconds (x 1000 for milliseconds)"
+        )
+    raise InvalidFilterError(f"{where} = {preview(repr(value))} is {a_type(value)}: {rule}{hint}")
 
 
 def _field_name(value: object, where: str) -> str:

@@ -339,6 +339,11 @@ def test_an_empty_range_matches_nothing(bounds, low, high):
             "filter.gte is a bool (True): range bounds are int64 or float numbers",
         ),
         (
+            {"op": "range", "field": "a", "lt": datetime.date(2026, 1, 1)},
+            "filter.lt = datetime.date(2026, 1, 1) is a datetime.date: range bounds are int64 or float "
+            "numbers; VikingDB compares times as numbers: give int(moment.timestamp())",
+        ),
+        (
             {"op": "range", "field": "a", "gte": "abc"},
             (
                 "filter.gte = 'abc' is not a number: range bounds are int64 or float numbers (numeric text "
@@ -480,6 +485,11 @@ def test_retention_older_than_forms(older_than, age_seconds):
             "older_than = datetime.timedelta(days=-1) is not above 0",
         ),
         (("t", True, "s", REFERENCE), "older_than is a bool (True)"),
+        (
+            ("t", REFERENCE, "s", REFERENCE),
+            "is a datetime.datetime: older_than is a timedelta or a number of seconds above 0; an age is "
+            "a timedelta, e.g. older_than=timedelta(days=90)",
+        ),
         (
             ("t", None, "s", REFERENCE),
             "older_than = None is a NoneType: older_than is a timedelta or a number of seconds above 0",
