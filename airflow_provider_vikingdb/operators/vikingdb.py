@@ -68,6 +68,12 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+_DEL_ALL_COUNT = (
+    "{what} with del_all=True counts the records through an index first: give index_name "
+    "(or wait_for_index). Nothing was sent."
+)
+
+
 class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
     """Delete records from a VikingDB collection by primary key, by filter, or all of them.
 
@@ -203,6 +209,12 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
             check_max_delete(max_delete)
             if not (isinstance(dry_run, str) and "{{" in dry_run):  # a template is checked once rendered
                 parse_flag("dry_run", dry_run)
+            if del_all is True and index_name is None and wait_for_index is None:
+                # what execute() refuses, said when the DAG is parsed where all of it is literal
+                if max_delete is not None:
+                    raise ValueError(_DEL_ALL_COUNT.format(what="max_delete"))
+                if dry_run is True:
+                    raise ValueError(_DEL_ALL_COUNT.format(what="dry_run"))
         except ValueError as exc:  # InvalidIdsError is a ValueError too
             raise ValueError(f"{owner}: {exc}") from None
         self.collection_name = collection_name
@@ -355,11 +367,7 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
                     "%s holds %d records (counted in index %r).", target, records_before, count_index
                 )
         elif must_count:
-            what = "dry_run" if dry_run else "max_delete"
-            self._fail(
-                f"{what} with del_all=True counts the records through an index first: give index_name "
-                "(or wait_for_index). Nothing was sent."
-            )
+            self._fail(_DEL_ALL_COUNT.format(what="dry_run" if dry_run else "max_delete"))
         if records_before is not None:
             self._check_max_delete(records_before, "records (del_all)")
         if dry_run:

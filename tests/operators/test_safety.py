@@ -203,7 +203,17 @@ def test_del_all_dry_run_gives_the_record_count_and_deletes_nothing(counted):
     assert sent(counted) == [] and len(counted.records("test_coll")) == 120
 
 
-def test_del_all_with_a_cap_but_no_index_to_count_with_is_refused(counted):
+@pytest.mark.parametrize("kwargs", [{"max_delete": 1000}, {"dry_run": True}])
+def test_del_all_with_a_cap_but_no_index_to_count_with_is_refused_at_parse_time(kwargs):
+    with pytest.raises(
+        ValueError, match="with del_all=True counts the records through an index first: give index_name"
+    ):
+        make(ids=None, del_all=True, **kwargs)
+
+
+def test_del_all_with_a_templated_cap_but_no_index_is_refused_before_sending(counted):
+    op = make(ids=None, del_all="{{ params.purge }}", max_delete=1000)  # del_all known only at run time
+    op.del_all = "True"
     with pytest.raises(AirflowFailException, match="give index_name"):
-        make(ids=None, del_all=True, max_delete=1000).execute({})
+        op.execute({})
     assert counted.requests == []
