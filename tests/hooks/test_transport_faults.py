@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -423,20 +424,74 @@ def _rearm_short_secret_warning(monkeypatch):
     assert found, "no SecretsMasker found: the test would check nothing"
 
 
-def test_the_local_servers_connection_gets_no_too_short_warning(server, monkeypatch, caplog, capfd):
-    # The warning is Airflow's own (its connection lookup masks every extra value): the local
-    # server's connection gives its scheme in the host URL, so no short extra value is left.
-    caplog.set_level(logging.DEBUG)
+def too_short_warned(vikingdb_server_factory, monkeypatch, capfd, caplog, *, sk=SK, host=None, **extra):
+    """Whether Airflow warns "too short" for the local server's connection changed as given."""
+    server = vikingdb_server_factory(collections=("test_coll",), sk=sk)
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(extra)
+    if host is not None:
+        conn["host"] = host
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    capfd.readouterr()
+    caplog.clear()
     _rearm_short_secret_warning(monkeypatch)
     VikingDBHook().delete(["a"], collection_name="test_coll")
+    out, err = capfd.readouterr()
+    return "too short" in caplog.text + out + err
+
+
+@pytest.mark.parametrize(
+    ("change", "warns"),
+    [
+        # the local server's connection: a long SK, the scheme in the host URL, login "AK" (never
+        # registered with the masker, so its length does not matter), region "cn-beijing"
+        ({}, False),
+        ({"timeout": 30, "max_retries": 2, "verify": False}, False),  # numbers and booleans as such
+        # any one value shorter than 5 characters that Airflow registers is enough
+        ({"sk": "SK"}, True),  # the local server's default SK
+        ({"host": "127.0.0.1", "scheme": "http"}, True),
+        ({"timeout": "30"}, True),  # text, as a URI's query gives it
+        ({"verify": "true"}, True),
+    ],
+    ids=["docs", "typed-extras", "short-sk", "scheme-extra", "timeout-text", "verify-text"],
+)
+def test_what_makes_airflow_warn_that_a_secret_is_too_short(
+    vikingdb_server_factory, monkeypatch, capfd, caplog, change, warns
+):
+    # The warning is Airflow's own: reading a connection masks its password and every extra value
+    # (docs/connection.md says which values cause it; this is the list).
+    caplog.set_level(logging.DEBUG)
+    assert too_short_warned(vikingdb_server_factory, monkeypatch, capfd, caplog, **change) is warns
+
+
+def _docs_local_connection(page):
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    (block,) = [
+        b
+        for b in re.findall(r"^```bash\n(.*?)^```", text, re.M | re.S)
+        if b.startswith("export ") and "127.0.0.1" in b
+    ]
+    return json.loads(block.split("=", 1)[1].strip().strip("'"))
+
+
+@pytest.mark.parametrize("page", ["connection.md", "local-server.md"])
+def test_the_docs_local_connection_signs_and_gets_no_too_short_warning(
+    vikingdb_server_factory, monkeypatch, capfd, caplog, page
+):
+    caplog.set_level(logging.DEBUG)
+    documented = _docs_local_connection(page)
+    assert len(documented["password"]) >= 5
+    server = vikingdb_server_factory(
+        collections=("test_coll",), ak=documented["login"], sk=documented["password"]
+    )
+    conn = {**documented, "port": server.port}  # the page's, on this test's free port
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    capfd.readouterr()
+    _rearm_short_secret_warning(monkeypatch)
+    server.load("test_coll", [{"id": "a"}])
+    VikingDBHook().delete(["a"], collection_name="test_coll")
+    assert server.records("test_coll") == {} and all(r.auth_ok for r in server.requests)
     out, err = capfd.readouterr()
     assert "too short" not in caplog.text + out + err
-    # the check is live: an extra "scheme": "http" does make Airflow warn
-    _rearm_short_secret_warning(monkeypatch)
-    conn = json.loads(server.connection_json())
-    conn["host"] = conn["host"].removeprefix("http://")
-    conn["extra"]["scheme"] = "http"
-    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
-    VikingDBHook().delete(["a"], collection_name="test_coll")
-    out, err = capfd.readouterr()
-    assert "too short" in caplog.text + out + err
