@@ -252,8 +252,10 @@ def classify_requests_error(exc: BaseException) -> tuple[str, str]:
     # No connection, so nothing was sent: a name that does not resolve, a refused or
     # unroutable address, a connect timeout (urllib3's NewConnectionError, and its
     # NameResolutionError, derive from ConnectTimeoutError), a proxy that would not connect.
+    # A gaierror or a refused connection can only happen while connecting, whatever wraps it.
+    connecting = (ConnectTimeoutError, socket.gaierror, ConnectionRefusedError)
     if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.ProxyError)) or (
-        isinstance(exc, requests.ConnectionError) and _connect_failure(exc, ConnectTimeoutError)
+        isinstance(exc, requests.ConnectionError) and any(isinstance(c, connecting) for c in causes(exc))
     ):
         return UNREACHABLE, unreachable_reason(exc)
     if isinstance(exc, requests.Timeout):
@@ -298,13 +300,6 @@ def causes(exc: BaseException) -> list[BaseException]:
         under = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
         todo.extend(e for e in under if isinstance(e, BaseException))
     return seen
-
-
-def _connect_failure(exc: BaseException, connect_error: type[BaseException]) -> bool:
-    # gaierror and a refused connection can only happen while connecting, whatever wraps them.
-    return any(
-        isinstance(cause, (connect_error, socket.gaierror, ConnectionRefusedError)) for cause in causes(exc)
-    )
 
 
 def unreachable_reason(exc: BaseException) -> str:
