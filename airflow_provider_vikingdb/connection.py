@@ -14,6 +14,7 @@ the secrets with Airflow's masker).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from airflow_provider_vikingdb.exceptions import VikingDBConfigError
 
 CONN_TYPE = "vikingdb"
 DEFAULT_CONN_ID = "vikingdb_default"
+
+log = logging.getLogger(__name__)
 
 # Extra fields, in form order. "secret" ones are password fields (masked in the UI).
 EXTRA_FIELDS: dict[str, dict[str, Any]] = {
@@ -160,6 +163,8 @@ class VikingDBConnectionConfig:
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     verify: bool | str = True
+    #: the credential fields that had whitespace around them, removed (their names, never values)
+    trimmed: tuple[str, ...] = ()
 
     @property
     def auth_mode(self) -> str:
@@ -248,25 +253,16 @@ def parse_connection(
             f"{where}: extra 'region' {region!r} is not a region name such as cn-beijing or ap-southeast-1"
         )
 
-    api_key = _text(extra.get("api_key"))
-    session_token = _text(extra.get("session_token"))
-    login = _text(login)
-    # These travel in HTTP headers: a line break would end the header (and could forge another).
-    for label, value in (
-        ("login", login),
-        ("extra 'api_key'", api_key),
-        ("extra 'session_token'", session_token),
-    ):
-        if value is not None and ("\n" in value or "\r" in value):
-            raise VikingDBConfigError(f"{where}: {label} contains a line break; paste it without one")
-    # The SK is never sent, but a pasted newline or space would sign every request wrongly
-    # (a 401 that names nothing): refuse it here, without echoing it.
-    if password and (password != password.strip() or "\n" in password or "\r" in password):
-        raise VikingDBConfigError(
-            f"{where}: the Secret Access Key (password) has a line break or spaces around it; "
-            "paste it without them"
-        )
-    password = password or None
+    # No key, secret or token of Volcengine holds whitespace. Around a value it is a copy-paste
+    # accident (a trailing newline from a file or `echo`): it is removed, and the config names
+    # the fields, so that reading the connection warns. Inside a value it is a wrong value (two pasted
+    # together, a wrapped token) that would end an HTTP header or sign every request wrongly:
+    # refused. No message echoes the value.
+    trimmed: list[str] = []
+    login = _credential(login, "Access Key ID (login)", where, trimmed)
+    password = _credential(password, "Secret Access Key (password)", where, trimmed)
+    api_key = _credential(extra.get("api_key"), "extra 'api_key'", where, trimmed)
+    session_token = _credential(extra.get("session_token"), "extra 'session_token'", where, trimmed)
     if not api_key and not (login and password):
         missing = "Access Key ID (login)" if not login else "Secret Access Key (password)"
         raise VikingDBConfigError(
@@ -285,6 +281,7 @@ def parse_connection(
         timeout=_timeout(extra.get("timeout"), where),
         max_retries=_max_retries(extra.get("max_retries"), where),
         verify=_verify(extra.get("verify")),
+        trimmed=tuple(trimmed),
     )
 
 
@@ -311,14 +308,18 @@ def read_extra(extra: Any, conn_id: str) -> dict[str, Any]:
 
 
 def config_from_connection(conn: Any, conn_id: str) -> VikingDBConnectionConfig:
-    """Parse an Airflow connection object; only its secrets go to Airflow's masker."""
+    """Parse an Airflow connection object; only its secrets go to Airflow's masker.
+
+    Whitespace removed from around a credential is logged as a warning (naming the field,
+    never the value): the connection works, but its stored value should be fixed.
+    """
     from airflow_provider_vikingdb._compat import mask_secret
 
     extra = read_extra(conn.extra, conn_id)
     for secret in (conn.password, extra.get("api_key"), extra.get("session_token")):
-        if secret and isinstance(secret, str):
-            mask_secret(secret)
-    return parse_connection(
+        if secret and isinstance(secret, str) and secret.strip():
+            mask_secret(secret.strip())  # as it is sent or signed with
+    config = parse_connection(
         conn_id=conn_id,
         host=conn.host,
         port=conn.port,
@@ -326,6 +327,14 @@ def config_from_connection(conn: Any, conn_id: str) -> VikingDBConnectionConfig:
         password=conn.password,
         extra=extra,
     )
+    if config.trimmed:
+        log.warning(
+            "Airflow connection %r: removed the whitespace (e.g. a trailing line break) around its %s; "
+            "the connection works, but remove it from the stored value",
+            conn_id,
+            " and ".join(config.trimmed),
+        )
+    return config
 
 
 def _host_and_port(url: Any, host: str, where: str) -> tuple[str, int | None]:
@@ -335,6 +344,23 @@ def _host_and_port(url: Any, host: str, where: str) -> tuple[str, int | None]:
         raise VikingDBConfigError(
             f"{where}: host {host!r} has a port that is not a number from 1 to 65535"
         ) from None
+
+
+def _credential(value: Any, label: str, where: str, trimmed: list[str]) -> str | None:
+    """A credential without the whitespace around it (noted in ``trimmed``); whitespace inside is refused."""
+    if value is None:
+        return None
+    text = str(value)
+    stripped = text.strip()
+    if any(character.isspace() for character in stripped):
+        kind = "a line break" if "\n" in stripped or "\r" in stripped else "a space or tab"
+        raise VikingDBConfigError(
+            f"{where}: the {label} contains {kind} inside it, which no credential holds; "
+            "paste exactly the one value"
+        )
+    if stripped and stripped != text:
+        trimmed.append(label)
+    return stripped or None
 
 
 def _text(value: Any) -> str | None:

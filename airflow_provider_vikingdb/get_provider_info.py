@@ -11,13 +11,19 @@ from airflow_provider_vikingdb.connection import (
     provider_ui_field_behaviour,
 )
 
+#: what ``airflow providers list`` shows; pyproject.toml's description is the same after its
+#: "Apache Airflow provider for " (tests/test_provider_info.py checks both name every class)
+DESCRIPTION = (
+    "VikingDB (Volcengine's managed vector database): signed hook, delete and upsert operators, "
+    "index-sync sensor and trigger, and a local VikingDB server for tests."
+)
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-vikingdb",
         "name": "VikingDB",
-        "description": "VikingDB (Volcengine's managed vector database): signed hook, delete operator, "
-        "index-sync sensor and trigger, and a local VikingDB server for tests.",
+        "description": DESCRIPTION,
         "versions": [__version__],
         "integrations": [
             {
@@ -32,7 +38,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "VikingDB",
-                "python-modules": ["airflow_provider_vikingdb.operators.vikingdb"],
+                "python-modules": [
+                    "airflow_provider_vikingdb.operators.vikingdb",
+                    "airflow_provider_vikingdb.operators.upsert",
+                ],
             }
         ],
         "sensors": [

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -158,7 +159,7 @@ def read_envelope(
     if not isinstance(data, dict) or (status == 200 and "code" not in data):
         text = scrub(answer.body.decode("utf-8", "replace"), secrets)
         text = text.strip().replace("\n", " ").replace("\r", " ")
-        message = f"answer is not a JSON envelope: {text[:QUOTED_BODY]!r}" if text else "empty answer"
+        message = f"answer is not a JSON envelope: {shorten(text, QUOTED_BODY)!r}" if text else "empty answer"
         # A 200 that is not an envelope is a cut or mangled answer, not the service's word:
         # worth another attempt (every data-plane call is idempotent).
         error_class = VikingDBConnectionError if status == 200 else error_class_for(status)
@@ -244,21 +245,24 @@ def transport_error(kind: str, detail: str, config: VikingDBConnectionConfig, pa
 def classify_requests_error(exc: BaseException) -> tuple[str, str]:
     """``(kind, detail)`` for an exception met sending with ``requests``."""
     import requests
+    from urllib3.exceptions import ConnectTimeoutError
 
-    detail = first_line(exc)
     if isinstance(exc, requests.exceptions.SSLError):
-        return TLS, detail
+        return TLS, first_line(exc)
+    # No connection, so nothing was sent: a name that does not resolve, a refused or
+    # unroutable address, a connect timeout (urllib3's NewConnectionError, and its
+    # NameResolutionError, derive from ConnectTimeoutError), a proxy that would not connect.
+    # A gaierror or a refused connection can only happen while connecting, whatever wraps it.
+    connecting = (ConnectTimeoutError, socket.gaierror, ConnectionRefusedError)
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.ProxyError)) or (
+        isinstance(exc, requests.ConnectionError) and any(isinstance(c, connecting) for c in causes(exc))
+    ):
+        return UNREACHABLE, unreachable_reason(exc)
     if isinstance(exc, requests.Timeout):
         return TIMEOUT, type(exc).__name__
-    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
-        return CUT, detail
-    if isinstance(exc, requests.ConnectionError):
-        # A refused connection never reached the server; anything else (reset, headers cut
-        # short, "RemoteDisconnected") broke an exchange under way.
-        text = str(exc)
-        refused = "Connection refused" in text or "NewConnectionError" in text
-        return (UNREACHABLE if refused else CUT), detail
-    return CUT, detail  # http.client / urllib3 / socket errors that escaped requests' wrapping
+    # Anything else (reset, headers or body cut short, "RemoteDisconnected") broke an
+    # exchange under way: the request may have been sent, and applied.
+    return CUT, first_line(exc)
 
 
 def classify_httpx_error(exc: BaseException) -> tuple[str, str]:
@@ -268,24 +272,73 @@ def classify_httpx_error(exc: BaseException) -> tuple[str, str]:
     import httpx
 
     detail = first_line(exc)
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLError):
-            return TLS, detail
-        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(cause, ssl.SSLError) for cause in causes(exc)):
+        return TLS, detail
     if "SSL" in detail and "CERTIFICATE" in detail.upper():
         return TLS, detail
+    # ConnectError and ConnectTimeout: no connection (or no TLS session), so nothing was sent.
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError)):
+        return UNREACHABLE, unreachable_reason(exc)
     if isinstance(exc, httpx.TimeoutException):
         return TIMEOUT, type(exc).__name__
-    if isinstance(exc, httpx.ConnectError):
-        return UNREACHABLE, detail
     return CUT, detail
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what lies under it: causes, contexts, and the errors the clients wrap.
+
+    ``requests`` wraps urllib3's ``MaxRetryError`` as its first argument, whose ``reason``
+    is the error met connecting (which urllib3 1.x raises without a cause).
+    """
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        current = todo.pop(0)
+        if any(current is known for known in seen):
+            continue
+        seen.append(current)
+        under = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        todo.extend(e for e in under if isinstance(e, BaseException))
+    return seen
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """Why no connection was made, in the same words for both clients."""
+    found = causes(exc)
+    for cause in found:
+        if isinstance(cause, socket.gaierror):
+            return f"the host name does not resolve ({cause.strerror or cause})"
+    if any(_is_connect_timeout(cause) for cause in found):
+        return "no connection within the connect timeout"
+    for cause in found:
+        # "Connection refused", "No route to host", "Network is unreachable", ...
+        if isinstance(cause, OSError) and cause.errno and cause.errno > 0:
+            return os.strerror(cause.errno)
+    return first_line(exc)
+
+
+def _is_connect_timeout(exc: BaseException) -> bool:
+    # By name, so that neither client is imported here: requests' ConnectTimeout, httpx's
+    # and httpcore's ConnectTimeout, and urllib3's ConnectTimeoutError unless it is one of
+    # the connection errors urllib3 derives from it.
+    return type(exc).__name__ in ("ConnectTimeout", "ConnectTimeoutError")
 
 
 def first_line(exc: BaseException) -> str:
     text = str(exc)
-    line = text.splitlines()[0][:300] if text else ""
+    line = shorten(text.splitlines()[0]) if text else ""
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """``text``, or its start cut at a word boundary and ended with "…" when it is longer than ``limit``."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 2]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:([{") + " …"
 
 
 # --------------------------------------------------------------------------- retries
@@ -348,7 +401,7 @@ def agg_total(result: Mapping[str, Any]) -> int:
         for key in ("__TOTAL__", "_total"):
             if key in agg:
                 return int(agg[key])
-    raise VikingDBError(f"agg count answer has no total: {dict(result)!r}"[:300], code="BadResponse")
+    raise VikingDBError(shorten(f"agg count answer has no total: {dict(result)!r}"), code="BadResponse")
 
 
 def ca_verify(cfg: VikingDBConnectionConfig) -> bool | str:

@@ -139,12 +139,50 @@ def test_host_port_that_is_not_a_number_names_the_host():
         parse(host="127.0.0.1:http", region="cn-beijing")
 
 
-@pytest.mark.parametrize("password", ["SECRET-SK\n", " SECRET-SK", "SECRET\r\nSK", "SECRET-SK\t"])
-def test_a_secret_key_with_a_line_break_or_spaces_is_refused_without_echoing_it(password):
+CREDENTIALS = [
+    ("login", "Access Key ID (login)"),
+    ("password", "Secret Access Key (password)"),
+    ("api_key", "extra 'api_key'"),
+    ("session_token", "extra 'session_token'"),
+]
+
+
+def parse_with(field, value):
+    return parse(region="cn-beijing", **{field: value})  # login/password, or an extra
+
+
+@pytest.mark.parametrize(("field", "label"), CREDENTIALS)
+@pytest.mark.parametrize(
+    "pasted", ["SECRET-VALUE\n", "SECRET-VALUE\r\n", " SECRET-VALUE", "\tSECRET-VALUE \n"]
+)
+def test_whitespace_around_a_credential_is_removed_and_the_field_named(field, label, pasted):
+    # A trailing line break is the usual copy-paste accident (a file, `echo`, a secret store);
+    # no Volcengine key, secret or token holds whitespace, so the value without it is the one meant.
+    cfg = parse_with(field, pasted)
+    used = {"login": cfg.access_key, "password": cfg.secret_key, "api_key": cfg.api_key}
+    used["session_token"] = cfg.session_token
+    assert used[field] == "SECRET-VALUE"
+    assert cfg.trimmed == (label,)
+    if field != "login":  # the Access Key ID is not a secret; the others stay out of the repr
+        assert "SECRET" not in repr(cfg)
+    assert parse_with(field, "SECRET-VALUE").trimmed == ()
+
+
+@pytest.mark.parametrize(("field", "label"), CREDENTIALS)
+@pytest.mark.parametrize(
+    ("pasted", "kind"),
+    [
+        ("SECRET\nVALUE", "a line break"),
+        ("SECRET\r\nVALUE\n", "a line break"),
+        ("SECRET VALUE", "a space or tab"),
+        ("SECRET\tVALUE", "a space or tab"),
+    ],
+)
+def test_whitespace_inside_a_credential_is_refused_without_echoing_it(field, label, pasted, kind):
     with pytest.raises(VikingDBConfigError) as info:
-        parse(region="cn-beijing", password=password)
-    assert "Secret Access Key (password)" in str(info.value)
-    assert "SECRET" not in str(info.value)
+        parse_with(field, pasted)
+    assert f"'c': the {label} contains {kind} inside it" in str(info.value)
+    assert "SECRET" not in str(info.value) and "VALUE" not in str(info.value)
 
 
 def test_config_mistakes_send_nothing(vikingdb_server, monkeypatch):
@@ -157,7 +195,7 @@ def test_config_mistakes_send_nothing(vikingdb_server, monkeypatch):
         with pytest.raises(VikingDBConfigError):
             VikingDBHook().delete(["a"], collection_name="test_coll")
     conn = json.loads(vikingdb_server.connection_json())
-    conn["password"] += "\n"
+    conn["password"] = f"{conn['password']}\n{conn['password']}"  # two pasted together
     monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
     with pytest.raises(VikingDBConfigError, match="password"):
         VikingDBHook().delete(["a"], collection_name="test_coll")
@@ -171,3 +209,23 @@ def test_config_error_is_a_vikingdb_error_and_a_value_error():
         parse(host="")
     assert isinstance(info.value, VikingDBError) and isinstance(info.value, ValueError)
     assert str(info.value).startswith("Airflow connection 'c' has no host")
+
+
+def test_a_trailing_line_break_still_signs_right_and_the_warning_names_only_the_field(
+    vikingdb_server_factory, monkeypatch, caplog
+):
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
+    secret = "SK-local-secret-0123456789"
+    server = vikingdb_server_factory(collections=("test_coll",), sk=secret)
+    server.load("test_coll", [{"id": "a"}])
+    conn = json.loads(server.connection_json())
+    conn["password"] += "\n"
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    VikingDBHook().delete(["a"], collection_name="test_coll")
+    assert server.records("test_coll") == {} and [r.auth_ok for r in server.requests] == [True]
+    (warning,) = [r.getMessage() for r in caplog.records if "whitespace" in r.getMessage()]
+    assert warning == (  # as docs/connection.md quotes it
+        "Airflow connection 'vikingdb_default': removed the whitespace (e.g. a trailing line break) "
+        "around its Secret Access Key (password); the connection works, but remove it from the stored value"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -78,6 +79,146 @@ def test_a_trickling_server_cannot_hold_a_call_past_its_deadline(server, monkeyp
     assert info.value.code == "Timeout"
     assert "no complete answer within 1s" in str(info.value)
     assert len(deletes(server)) == 2
+
+
+# ---------------------------------------------------------------- no connection: nothing was sent
+
+UNRESOLVABLE = "https://no-such-host.invalid"  # RFC 6761: .invalid resolves nowhere, no network needed
+
+
+def use_host(monkeypatch, host, **extra):
+    conn = {"conn_type": "vikingdb", "host": host, "login": "AK", "password": SK}
+    conn["extra"] = {"region": "cn-beijing", **extra}
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+
+
+def sync_error(**hook_attrs):
+    hook = VikingDBHook()
+    hook._sleep = hook_attrs.get("sleep", lambda s: None)
+    with pytest.raises(VikingDBError) as info:
+        hook.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    return info.value
+
+
+def async_error():
+    async def go():
+        async with VikingDBHook() as hook:
+            await hook.arequest(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+
+    with pytest.raises(VikingDBError) as info:
+        asyncio.run(go())
+    return info.value
+
+
+def test_a_host_that_does_not_resolve_is_unreachable_not_an_answer_cut_short(monkeypatch):
+    use_host(monkeypatch, UNRESOLVABLE, max_retries=2)
+    delays = []
+    error = sync_error(sleep=delays.append)
+    assert error.code == "ConnectionError" and error.retryable
+    expected = f"could not reach {UNRESOLVABLE}: the host name does not resolve ("
+    assert error.message.startswith(expected), error.message
+    assert "broke before the answer" not in str(error)
+    assert len(delays) == 2  # transient (DNS may come back): retried like a refused connection
+
+
+def test_the_async_path_says_the_same_of_a_host_that_does_not_resolve(monkeypatch):
+    use_host(monkeypatch, UNRESOLVABLE, max_retries=1)
+    retries = []
+    real = VikingDBHook._log_retry
+    monkeypatch.setattr(VikingDBHook, "_log_retry", lambda self, *a: (retries.append(a[3]), real(self, *a)))
+    error = async_error()
+    assert error.code == "ConnectionError" and error.retryable
+    assert retries == ["retry 1/1"]
+    assert str(error) == str(sync_error())  # word for word, whichever client met it
+
+
+def _unanswered_port():
+    """A listening port whose accept queue is full: the kernel drops new SYNs, so connecting times out."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = [listener]
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        held.append(filler)
+    time.sleep(0.1)
+    probe = socket.socket()
+    probe.settimeout(0.3)
+    try:
+        probe.connect(("127.0.0.1", port))
+    except (TimeoutError, OSError) as exc:
+        if not isinstance(exc, TimeoutError):
+            pytest.skip(f"this kernel refuses instead of dropping SYNs on a full queue: {exc!r}")
+    else:
+        pytest.skip("this kernel accepted a connection on a full accept queue")
+    finally:
+        probe.close()
+    return port, held
+
+
+def test_a_connect_timeout_is_unreachable_in_both_clients():
+    import httpx
+    import requests
+
+    from airflow_provider_vikingdb.connection import parse_connection
+    from airflow_provider_vikingdb.transport import (
+        classify_httpx_error,
+        classify_requests_error,
+        transport_error,
+    )
+
+    port, held = _unanswered_port()
+    url = f"http://127.0.0.1:{port}"
+    cfg = parse_connection(
+        conn_id="c", host=url, port=None, login="AK", password=SK, extra={"region": "cn-beijing"}
+    )
+    try:
+        with pytest.raises(requests.ConnectTimeout) as sync_info:
+            requests.post(url, data=b"{}", timeout=(0.3, 5))
+
+        async def go():
+            async with httpx.AsyncClient(timeout=httpx.Timeout(5, connect=0.3)) as client:
+                await client.post(url, content=b"{}")
+
+        with pytest.raises(httpx.ConnectTimeout) as async_info:
+            asyncio.run(go())
+    finally:
+        for sock in held:
+            sock.close()
+    errors = [
+        transport_error(*classify(info.value), cfg, DELETE_PATH)
+        for classify, info in ((classify_requests_error, sync_info), (classify_httpx_error, async_info))
+    ]
+    for error in errors:
+        assert error.code == "ConnectionError" and error.retryable
+        assert error.message == f"could not reach {url}: no connection within the connect timeout"
+
+
+@pytest.mark.parametrize("client", ["requests", "httpx"])
+def test_a_connection_closed_after_the_request_was_sent_is_an_incomplete_answer(server, monkeypatch, client):
+    # The other side of the line: the request went out, so it may have been applied.
+    use_connection(server, monkeypatch, max_retries=0)
+    server.drop_next(DELETE_PATH)
+    error = sync_error() if client == "requests" else async_error()
+    assert error.code == "IncompleteAnswer" and error.retryable
+    assert f"the connection to {server.url} broke before the answer was complete" in str(error)
+    assert len(deletes(server)) == 1
+
+
+def test_a_long_detail_is_shortened_at_a_word_boundary_and_says_so():
+    from airflow_provider_vikingdb.transport import first_line, shorten
+
+    words = [f"word{n:03d}" for n in range(80)]  # 639 characters
+    detail = first_line(OSError(" ".join(words)))
+    assert detail.startswith("OSError: word000 word001") and detail.endswith(" …")
+    assert len(detail) <= len("OSError: ") + 300
+    assert all(word in words for word in detail.removeprefix("OSError: ").removesuffix(" …").split(" "))
+    assert shorten("short enough") == "short enough"
 
 
 # ---------------------------------------------------------------- interrupts
@@ -283,20 +424,74 @@ def _rearm_short_secret_warning(monkeypatch):
     assert found, "no SecretsMasker found: the test would check nothing"
 
 
-def test_the_local_servers_connection_gets_no_too_short_warning(server, monkeypatch, caplog, capfd):
-    # The warning is Airflow's own (its connection lookup masks every extra value): the local
-    # server's connection gives its scheme in the host URL, so no short extra value is left.
-    caplog.set_level(logging.DEBUG)
+def too_short_warned(vikingdb_server_factory, monkeypatch, capfd, caplog, *, sk=SK, host=None, **extra):
+    """Whether Airflow warns "too short" for the local server's connection changed as given."""
+    server = vikingdb_server_factory(collections=("test_coll",), sk=sk)
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(extra)
+    if host is not None:
+        conn["host"] = host
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    capfd.readouterr()
+    caplog.clear()
     _rearm_short_secret_warning(monkeypatch)
     VikingDBHook().delete(["a"], collection_name="test_coll")
+    out, err = capfd.readouterr()
+    return "too short" in caplog.text + out + err
+
+
+@pytest.mark.parametrize(
+    ("change", "warns"),
+    [
+        # the local server's connection: a long SK, the scheme in the host URL, login "AK" (never
+        # registered with the masker, so its length does not matter), region "cn-beijing"
+        ({}, False),
+        ({"timeout": 30, "max_retries": 2, "verify": False}, False),  # numbers and booleans as such
+        # any one value shorter than 5 characters that Airflow registers is enough
+        ({"sk": "SK"}, True),  # the local server's default SK
+        ({"host": "127.0.0.1", "scheme": "http"}, True),
+        ({"timeout": "30"}, True),  # text, as a URI's query gives it
+        ({"verify": "true"}, True),
+    ],
+    ids=["docs", "typed-extras", "short-sk", "scheme-extra", "timeout-text", "verify-text"],
+)
+def test_what_makes_airflow_warn_that_a_secret_is_too_short(
+    vikingdb_server_factory, monkeypatch, capfd, caplog, change, warns
+):
+    # The warning is Airflow's own: reading a connection masks its password and every extra value
+    # (docs/connection.md says which values cause it; this is the list).
+    caplog.set_level(logging.DEBUG)
+    assert too_short_warned(vikingdb_server_factory, monkeypatch, capfd, caplog, **change) is warns
+
+
+def _docs_local_connection(page):
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    (block,) = [
+        b
+        for b in re.findall(r"^```bash\n(.*?)^```", text, re.M | re.S)
+        if b.startswith("export ") and "127.0.0.1" in b
+    ]
+    return json.loads(block.split("=", 1)[1].strip().strip("'"))
+
+
+@pytest.mark.parametrize("page", ["connection.md", "local-server.md"])
+def test_the_docs_local_connection_signs_and_gets_no_too_short_warning(
+    vikingdb_server_factory, monkeypatch, capfd, caplog, page
+):
+    caplog.set_level(logging.DEBUG)
+    documented = _docs_local_connection(page)
+    assert len(documented["password"]) >= 5
+    server = vikingdb_server_factory(
+        collections=("test_coll",), ak=documented["login"], sk=documented["password"]
+    )
+    conn = {**documented, "port": server.port}  # the page's, on this test's free port
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    capfd.readouterr()
+    _rearm_short_secret_warning(monkeypatch)
+    server.load("test_coll", [{"id": "a"}])
+    VikingDBHook().delete(["a"], collection_name="test_coll")
+    assert server.records("test_coll") == {} and all(r.auth_ok for r in server.requests)
     out, err = capfd.readouterr()
     assert "too short" not in caplog.text + out + err
-    # the check is live: an extra "scheme": "http" does make Airflow warn
-    _rearm_short_secret_warning(monkeypatch)
-    conn = json.loads(server.connection_json())
-    conn["host"] = conn["host"].removeprefix("http://")
-    conn["extra"]["scheme"] = "http"
-    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
-    VikingDBHook().delete(["a"], collection_name="test_coll")
-    out, err = capfd.readouterr()
-    assert "too short" in caplog.text + out + err

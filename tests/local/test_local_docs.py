@@ -8,7 +8,8 @@
 - ``bash`` blocks: every ``vikingdb-local`` / ``python -m airflow_provider_vikingdb.local`` /
   ``make serve SERVE_ARGS=...`` command is parsed by the real parser and turned into a server
   (specs checked, ``--load`` file read: the page's ``jsonl`` block); ``export`` lines must hold
-  the JSON the server's ``connection_json()`` gives for that port.
+  the JSON the server's ``connection_json()`` gives for that port and the ``--sk`` the page starts
+  it with.
 """
 
 from __future__ import annotations
@@ -101,13 +102,22 @@ def test_shell_commands_parse_and_make_a_server(tmp_path, monkeypatch) -> None:
     ((_, records),) = blocks("jsonl")
     (tmp_path / "documents.jsonl").write_text(records, encoding="utf-8")
     assert "vikingdb-local $(SERVE_ARGS)" in (ROOT / "Makefile").read_text()
+    # The connection shown signs with the secret key a command of the page gives (the default
+    # "SK" is too short for Airflow to mask, and it warns).
+    (page_sk,) = {
+        build_parser().parse_args(args).sk
+        for _, block in blocks("bash")
+        if not block.startswith("export ")
+        for args in commands(block)
+        if "--sk" in args
+    }
     checked = 0
     for _, block in blocks("bash"):
         if block.startswith("export "):
             ((assignment,),) = [shlex.split(block)[1:]]
             name, value = assignment.split("=", 1)
             assert name == "AIRFLOW_CONN_VIKINGDB_DEFAULT"
-            assert json.loads(value) == json.loads(LocalVikingDB(port=8765).connection_json())
+            assert json.loads(value) == json.loads(LocalVikingDB(port=8765, sk=page_sk).connection_json())
             checked += 1
             continue
         for args in commands(block):
@@ -126,7 +136,7 @@ def test_shell_commands_parse_and_make_a_server(tmp_path, monkeypatch) -> None:
                 if "--del-all-index-lag" in args:
                     assert (server.index_lag, server.del_all_index_lag) == (20, 300)
             checked += 1
-    assert checked == 7
+    assert checked == 8
 
 
 MY_CLEANUP = """
