@@ -176,6 +176,11 @@ class VikingDBConnectionConfig:
         return tuple(s for s in (self.secret_key, self.api_key, self.session_token) if s)
 
 
+def _is_public_host(hostname: str) -> bool:
+    name = hostname.lower().rstrip(".")
+    return name == "volces.com" or (name.endswith(".volces.com") and not name.endswith(".ivolces.com"))
+
+
 def parse_connection(
     *,
     conn_id: str,
@@ -219,6 +224,14 @@ def parse_connection(
         raise VikingDBConfigError(f"{where}: extra 'scheme' must be 'https' or 'http', got {scheme!r}")
     if not hostname:
         raise VikingDBConfigError(f"{where}: host {host!r} has no host name")
+    if scheme == "http" and _is_public_host(hostname):
+        # vikingdb-api.md section 5: private-link hosts (*.ivolces.com) speak http, public ones https
+        raise VikingDBConfigError(
+            f"{where}: {hostname} is a public VikingDB endpoint, which speaks https: plain http would "
+            "send every request (and an API key or STS token) unencrypted over the internet. Use https "
+            "(the default: remove the http scheme), or the private-link host (…ivolces.com), which "
+            "speaks http"
+        )
 
     if port is not None and port != "":
         if isinstance(port, bool):

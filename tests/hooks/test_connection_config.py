@@ -20,6 +20,29 @@ def test_public_host_defaults_to_https_and_reads_the_region_off_the_name():
     assert cfg.verify is True and cfg.timeout == 30 and cfg.max_retries == 5
 
 
+@pytest.mark.parametrize(
+    ("host", "extra"),
+    [
+        ("api-vikingdb.vikingdb.cn-beijing.volces.com", {"scheme": "http", "api_key": "key-0123456789"}),
+        ("http://api-vikingdb.vikingdb.cn-beijing.volces.com", {}),
+        ("http://API-VIKINGDB.vikingdb.ap-southeast-1.volces.com.", {"region": "ap-southeast-1"}),
+    ],
+)
+def test_plain_http_to_a_public_host_is_refused(host, extra):
+    with pytest.raises(VikingDBConfigError, match=r"public VikingDB endpoint, which speaks https") as info:
+        parse(host=host, **extra)
+    assert "key-0123456789" not in str(info.value) and "private-link host" in str(info.value)
+
+
+def test_plain_http_to_a_private_link_host_or_a_local_one_is_fine():
+    private = parse(host="api-vikingdb.vikingdb.cn-beijing.ivolces.com", scheme="http")
+    assert (
+        private.base_url == "http://api-vikingdb.vikingdb.cn-beijing.ivolces.com"
+        and private.region == "cn-beijing"
+    )
+    assert parse(host="http://10.0.0.7:8080", region="cn-beijing").base_url == "http://10.0.0.7:8080"
+
+
 def test_local_server_connection_from_the_design_doc():
     cfg = parse(host="127.0.0.1", port=8765, region="cn-beijing", scheme="http")
     assert cfg.base_url == "http://127.0.0.1:8765"
