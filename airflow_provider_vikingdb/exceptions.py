@@ -79,7 +79,8 @@ class VikingDBThrottledError(VikingDBError):
 
 
 class VikingDBConnectionError(VikingDBError):
-    """No usable HTTP answer: connection refused, reset or cut mid-answer, or a timeout."""
+    """No usable HTTP answer: the host could not be reached (``ConnectionError``: it got nothing), the
+    connection broke mid-answer (``IncompleteAnswer``: it may have been applied), or a timeout."""
 
     @property
     def retryable(self) -> bool:

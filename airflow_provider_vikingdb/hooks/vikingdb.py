@@ -230,8 +230,9 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
     ) -> dict[str, Any]:
         """Send one signed request and return the service's envelope (``code``, ``request_id``, ``result``).
 
-        429, 5xx, timeouts, refused connections and connections cut mid-answer are retried
-        (exponential backoff with full jitter, or ``Retry-After``), each attempt signed anew;
+        429, 5xx, timeouts, hosts that cannot be reached (name, refusal, connect timeout) and
+        connections cut mid-answer are retried (exponential backoff with full jitter, or
+        ``Retry-After``), each attempt signed anew;
         any other 4xx and TLS failures raise at once. ``timeout`` bounds each whole attempt
         (connect, send, the full answer). Raises ``VikingDBError``.
 
