@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import base64
 import contextlib
 import json
 import os
@@ -560,6 +561,9 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc], checks: Checks) 
     )
     api_port = free_port()
     env = airflow_env(home, dags, api_port, conn, jwt_secret)
+    if args.connection_in_db:
+        del env["AIRFLOW_CONN_VIKINGDB_DEFAULT"]
+        env["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     version = subprocess.run(
         [str(airflow), "version"], env=env, capture_output=True, text=True, check=True, cwd=tmp
     ).stdout.strip()
@@ -575,6 +579,18 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc], checks: Checks) 
             f"airflow db migrate failed ({migrate.returncode}): see {proc_logs / 'db-migrate.log'}"
         )
     print(f"airflow db migrate: {time.monotonic() - started:.0f}s")
+    if args.connection_in_db:
+        with (proc_logs / "connections-add.log").open("wb") as out:
+            added = subprocess.run(
+                [str(airflow), "connections", "add", "vikingdb_default", "--conn-json", conn],
+                env=env,
+                cwd=tmp,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if added.returncode:
+            raise RuntimeError(f"airflow connections add failed: see {proc_logs / 'connections-add.log'}")
+        print("connection vikingdb_default stored in the metadata DB (Fernet-encrypted)")
 
     airflow_procs = []
     for name in AIRFLOW_PROCESSES:
@@ -723,6 +739,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", type=Path, default=ROOT / ".venv", help="the virtualenv (default .venv)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir even when every check passes")
+    parser.add_argument(
+        "--connection-in-db",
+        action="store_true",
+        help="store the connection in the metadata DB (Fernet-encrypted, as the UI does) instead of "
+        "AIRFLOW_CONN_VIKINGDB_DEFAULT: workers and the triggerer then get it from the api-server",
+    )
     args = parser.parse_args()
 
     started = time.monotonic()

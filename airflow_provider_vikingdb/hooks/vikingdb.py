@@ -157,6 +157,18 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
     def config(self) -> VikingDBConnectionConfig:
         return config_from_connection(self.get_connection(self.vikingdb_conn_id), self.vikingdb_conn_id)
 
+    async def aconfig(self) -> VikingDBConnectionConfig:
+        """``config`` for async callers (the trigger): the connection read with Airflow's async API.
+
+        Not ``config`` in a thread: on Airflow 3.1 a thread that asks the triggerer's supervisor
+        for a connection races the trigger runner on their channel and kills the runner
+        ("Response read out of order"; apache/airflow#64620), stalling every deferred task.
+        """
+        if "config" not in self.__dict__:
+            conn = await self.aget_connection(self.vikingdb_conn_id)
+            self.__dict__["config"] = config_from_connection(conn, self.vikingdb_conn_id)
+        return self.config
+
     @cached_property
     def session(self) -> requests.Session:
         """One session per hook: keep-alive connections reused by every request and thread.
@@ -296,11 +308,11 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
         """``request`` for async callers (the trigger), over one ``httpx.AsyncClient`` per hook.
 
         The same signing, TLS, CA bundle, proxy, whole-attempt timeout, error and retry
-        behaviour as ``request``. Reading the connection and signing run in a thread (secrets
-        backends and the first volcengine import block), never on the event loop.
+        behaviour as ``request``. The connection is read with Airflow's async API (``aconfig``);
+        signing runs in a thread (the first volcengine import blocks), never on the event loop.
         """
         path = full_path(path)
-        cfg = await asyncio.to_thread(lambda: self.config)
+        cfg = await self.aconfig()
         client = self._client_for(cfg)
         payload = encode_body(body)
         state = RetryState(cfg.max_retries, self.throttle_retries)

@@ -111,9 +111,9 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
         )
         async with VikingDBHook(self.vikingdb_conn_id) as hook:
             try:
-                # Reading the connection is synchronous (secrets backends, supervisor comms,
-                # secret masking): in a thread, so the triggerer's event loop never blocks on it.
-                await asyncio.to_thread(lambda: hook.config)
+                # Through Airflow's async connection API: a thread that asks the triggerer's
+                # supervisor for it kills the trigger runner on Airflow 3.1 (see aconfig).
+                await hook.aconfig()
             except Exception as exc:
                 message = f"cannot use connection {self.vikingdb_conn_id!r}: {exc}"
                 yield self._event("error", check, message)

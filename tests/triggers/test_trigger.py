@@ -112,6 +112,20 @@ def test_waits_until_the_ids_leave_the_index(server):
     assert all(r.status == 200 and r.auth_ok for r in sent)
 
 
+def test_the_connection_is_read_with_airflows_async_api_not_the_sync_one(server, monkeypatch):
+    # The sync read, run in a thread (as it was), kills Airflow 3.1's trigger runner: the thread's
+    # supervisor call races the runner's own (apache/airflow#64620; scripts/real_airflow.py
+    # --venv .venv-lower shows it). The trigger must only use the async read.
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
+    def sync_read(*args, **kwargs):
+        raise AssertionError("the trigger read its connection synchronously")
+
+    monkeypatch.setattr(VikingDBHook, "get_connection", classmethod(sync_read))
+    event = first_event(make(ids=["not-there"]))
+    assert event["status"] == "success", event
+
+
 def test_each_attempt_is_signed_over_the_exact_bytes_sent(server):
     server.index_lag = 0.5
     delete_now(server, ["r1"])
