@@ -52,6 +52,7 @@ from airflow_provider_vikingdb.transport import (
     SEARCH_RANDOM_PATH,
     SEARCH_SCALAR_PATH,
     TIMEOUT,
+    UNREACHABLE,
     UPDATE_PATH,
     UPSERT_PATH,
     Answer,
@@ -97,6 +98,12 @@ __all__ = [
 DEFAULT_MAX_CONCURRENCY = 8
 #: connect timeout: a refused or black-holed host is known sooner than a slow answer
 MAX_CONNECT_TIMEOUT = 10.0
+
+
+def connect_timeout(timeout: float) -> float:
+    """The connect phase's bound: ends before the whole attempt's deadline, so that a host that
+    does not answer is reported as unreachable (nothing sent), not as a deadline passed."""
+    return min(0.9 * timeout, MAX_CONNECT_TIMEOUT)
 
 
 class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
@@ -257,7 +264,7 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
         session = self.session
         payload = encode_body(body)
         url = cfg.base_url + path
-        timeouts = (min(cfg.timeout, MAX_CONNECT_TIMEOUT), cfg.timeout)
+        timeouts = (connect_timeout(cfg.timeout), cfg.timeout)
         state = RetryState(cfg.max_retries, self.throttle_retries, paced=limiter is not None)
         while True:
             if cancel is not None and cancel.is_set():
@@ -286,7 +293,9 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
                 wait_hint = retry_after(answer.header("Retry-After"))
             else:
                 kind, detail = failure or (TIMEOUT, "")
-                if current.expired == TIMED_OUT:
+                # A host that could not be reached stays that (nothing was sent), even when the
+                # connect timeout and the attempt's deadline are the same (timeout <= 10 s).
+                if current.expired == TIMED_OUT and kind != UNREACHABLE:
                     kind, detail = TIMEOUT, "the attempt's deadline passed"
                 error, wait_hint = transport_error(kind, detail, cfg, path), None
             if limiter and error.http_status == 429:
@@ -354,7 +363,7 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
                 verify=ssl_context(ca_verify(cfg)),
                 proxy=environment_proxy(cfg.base_url),
                 trust_env=False,  # read once, like the sync session: no netrc, same proxy rules
-                timeout=httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, MAX_CONNECT_TIMEOUT)),
+                timeout=httpx.Timeout(cfg.timeout, connect=connect_timeout(cfg.timeout)),
             )
         return self._async_client
 

@@ -200,6 +200,21 @@ def test_a_connect_timeout_is_unreachable_in_both_clients():
 
 
 @pytest.mark.parametrize("client", ["requests", "httpx"])
+def test_a_short_timeout_still_says_the_host_could_not_be_reached(monkeypatch, client):
+    # timeout <= 10 s: the connect phase is bounded by nearly the whole attempt's deadline; a host
+    # that does not answer is still "could not reach" (nothing sent), not "deadline passed".
+    port, held = _unanswered_port()
+    try:
+        use_host(monkeypatch, f"http://127.0.0.1:{port}", max_retries=0, timeout=0.5)
+        error = sync_error() if client == "requests" else async_error()
+    finally:
+        for sock in held:
+            sock.close()
+    assert error.code == "ConnectionError", error
+    assert "no connection within the connect timeout" in error.message
+
+
+@pytest.mark.parametrize("client", ["requests", "httpx"])
 def test_a_connection_closed_after_the_request_was_sent_is_an_incomplete_answer(server, monkeypatch, client):
     # The other side of the line: the request went out, so it may have been applied.
     use_connection(server, monkeypatch, max_retries=0)
