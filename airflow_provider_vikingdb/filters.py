@@ -143,7 +143,7 @@ def retention_filter(
     """
     field = _field_name(time_field, "time_field")
     per_second = _units_per_second(time_unit, field)
-    age = _age_microseconds(older_than)
+    age = age_microseconds(older_than)
     if not isinstance(reference, datetime):
         raise InvalidFilterError(
             f"reference must be a datetime (the run's data_interval_end), got {a_type(reference)}: "
@@ -168,7 +168,7 @@ def plain_utc(value: datetime) -> datetime:
 
 def describe_age(older_than: timedelta | float | str) -> str:
     """``older_than`` for a log line, in the largest whole unit: ``90 days``, ``36 hours``, ``90 s``."""
-    microseconds = _age_microseconds(older_than)
+    microseconds = age_microseconds(older_than)
     for size, name in ((86_400, "day"), (3_600, "hour"), (60, "minute")):
         count, rest = divmod(microseconds, size * 1_000_000)
         if not rest:
@@ -395,7 +395,8 @@ def _units_per_second(time_unit: object, field: str) -> int:
     return TIME_UNITS[time_unit]
 
 
-def _age_microseconds(older_than: object) -> int:
+def age_microseconds(older_than: object) -> int:
+    """``older_than`` (a timedelta, or seconds as a number or its text) in microseconds, above 0."""
     rule = "older_than is a timedelta or a number of seconds above 0"
     if isinstance(older_than, timedelta):
         age = timedelta_microseconds(older_than)

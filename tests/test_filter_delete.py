@@ -263,3 +263,12 @@ def test_a_count_of_zero_is_counted_again_only_within_settle_of_the_call(server)
     assert (result.matched, result.ids_deleted, result.deleted_at, counts()) == (0, 0, None, 1)
     run(VikingDBHook(), settle=0.5)  # the call itself is within settle: counted again after it
     assert counts() == 3
+
+
+@pytest.mark.parametrize(("older_than", "warned"), [(3599, True), (3600, False), (5400, False)])
+def test_an_age_under_an_hour_is_warned_about(server, capfd, older_than, warned):
+    from airflow_provider_vikingdb.operators.by_filter import build_filter
+
+    op = make(time_field="created_at", older_than=older_than, index_name="c_index")
+    build_filter(op, {"data_interval_end": dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc)})
+    assert ("(a number is seconds)" in capfd.readouterr().out) is warned

@@ -421,12 +421,10 @@ class LocalVikingDB(ScriptedFaults):
         # service. auth_ok is still logged, so tests can check every retry was signed afresh.
         fault = self.faults.take(path)
         if fault is not None:
-            if fault.kind == "stall" and self._stopping.wait(fault.seconds):
-                # stopped during the stall: the connection closes unanswered, nothing applied
+            # A drop, or a stall cut short by stop(): the connection closes unanswered, nothing applied.
+            if fault.kind == "drop" or (fault.kind == "stall" and self._stopping.wait(fault.seconds)):
                 return Answer(0, b"", "ConnectionDropped", drop=True), auth_ok, fault
-            elif fault.kind == "drop":
-                return Answer(0, b"", "ConnectionDropped", drop=True), auth_ok, fault
-            elif fault.kind == "fail" or (fault.kind == "cut" and not fault.applied):
+            if fault.kind == "fail" or (fault.kind == "cut" and not fault.applied):
                 return _fault_answer(fault, request), auth_ok, fault
 
         if auth_error is not None:

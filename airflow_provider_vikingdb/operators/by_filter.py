@@ -18,6 +18,7 @@ from airflow_provider_vikingdb.filter_delete import (
 )
 from airflow_provider_vikingdb.filters import (
     InvalidFilterError,
+    age_microseconds,
     and_filters,
     describe_age,
     parse_filter,
@@ -127,11 +128,12 @@ def build_filter(
     if op.time_field is not None:
         at, reference = reference_time(context, op.log)
         retention, cutoff = retention_filter(op.time_field, op.older_than, op.time_unit, at)
-        if describe_age(op.older_than).endswith((" s", "minute", "minutes")):
+        age = describe_age(op.older_than)
+        if age_microseconds(op.older_than) < 3600 * 1_000_000:
             op.log.warning(
                 "older_than is %s (a number is seconds): records younger than that are kept, all "
                 "others deleted. If you meant days, give a timedelta (older_than=timedelta(days=N)).",
-                describe_age(op.older_than),
+                age,
             )
         unit = "epoch seconds" if op.time_unit == "s" else "epoch milliseconds"
         op.log.info(
@@ -139,7 +141,7 @@ def build_filter(
             op.time_field,
             cutoff,
             unit,
-            describe_age(op.older_than),
+            age,
             "now" if reference == "now" else f"the run's {reference}",
             at.isoformat(),
         )

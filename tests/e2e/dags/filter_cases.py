@@ -13,29 +13,20 @@ COMMON = {"schedule": "@daily", "start_date": START, "catchup": False, "tags": [
 # The local server's index lags ~1 s in these tests: a short settle, frequent looks.
 FAST = {"index_settle": 3, "index_poke_interval": 0.3}
 
-with DAG("e2e_filter_retention", params={"dry_run": Param(False, type="boolean")}, **COMMON):
-    VikingDBDeleteOperator(
-        task_id="delete",
-        collection_name="events",
-        index_name="events_index",
-        time_field="created_at",
-        older_than=dt.timedelta(days=90),
-        dry_run="{{ params.dry_run }}",
-        **FAST,
-    )
-
-# The same, with a unit mistake: created_at holds epoch seconds.
-with DAG("e2e_filter_retention_ms", params={"dry_run": Param(False, type="boolean")}, **COMMON):
-    VikingDBDeleteOperator(
-        task_id="delete",
-        collection_name="events",
-        index_name="events_index",
-        time_field="created_at",
-        older_than=dt.timedelta(days=90),
-        time_unit="ms",
-        dry_run="{{ params.dry_run }}",
-        **FAST,
-    )
+# Retention on created_at in epoch seconds ("s"); "_ms" reads it as milliseconds (the tests load
+# either unit into it: milliseconds, or seconds for the unit mistake).
+for dag_id, time_unit in (("e2e_filter_retention", "s"), ("e2e_filter_retention_ms", "ms")):
+    with DAG(dag_id, params={"dry_run": Param(False, type="boolean")}, **COMMON):
+        VikingDBDeleteOperator(
+            task_id="delete",
+            collection_name="events",
+            index_name="events_index",
+            time_field="created_at",
+            older_than=dt.timedelta(days=90),
+            time_unit=time_unit,
+            dry_run="{{ params.dry_run }}",
+            **FAST,
+        )
 
 with DAG(
     "e2e_filter_only",
