@@ -284,27 +284,6 @@ def test_test_connection_reports_an_unreachable_server(monkeypatch):
     assert not ok and "could not reach http://127.0.0.1:9" in reason
 
 
-def test_a_refused_connection_is_retried_then_named(monkeypatch):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_VIKINGDB_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "vikingdb",
-                "host": "http://127.0.0.1:9",  # discard port: nothing listens
-                "login": "AK",
-                "password": "SK",
-                "extra": {"region": "cn-beijing", "max_retries": 3, "timeout": 2},
-            }
-        ),
-    )
-    hook = VikingDBHook()
-    delays = []
-    hook._sleep = delays.append
-    with pytest.raises(VikingDBConnectionError, match=r"could not reach http://127\.0\.0\.1:9") as info:
-        hook.request(DELETE_PATH, {"collection_name": "c", "ids": ["a"]})
-    assert len(delays) == 3 and info.value.code == "ConnectionError"
-
-
 def test_api_key_is_sent_as_bearer(vikingdb_server_factory, monkeypatch):
     srv = vikingdb_server_factory(collections=("test_coll",), api_key=API_KEY)
     conn = json.loads(srv.connection_json())

@@ -121,6 +121,16 @@ def test_a_host_that_does_not_resolve_is_unreachable_not_an_answer_cut_short(mon
     assert len(delays) == 2  # transient (DNS may come back): retried like a refused connection
 
 
+def test_a_refused_connection_is_retried_then_named(monkeypatch):
+    from airflow_provider_vikingdb.exceptions import VikingDBConnectionError
+
+    use_host(monkeypatch, "http://127.0.0.1:9", max_retries=3, timeout=2)  # discard port: nothing listens
+    delays = []
+    error = sync_error(sleep=delays.append)
+    assert isinstance(error, VikingDBConnectionError) and error.code == "ConnectionError"
+    assert "could not reach http://127.0.0.1:9" in str(error) and len(delays) == 3
+
+
 def test_the_async_path_says_the_same_of_a_host_that_does_not_resolve(monkeypatch):
     use_host(monkeypatch, UNRESOLVABLE, max_retries=1)
     retries = []
