@@ -19,7 +19,7 @@ COMMON = {"schedule": None, "start_date": START, "catchup": False, "tags": ["vik
 PARAMS = {"ids": Param(["a", "b"], type="array"), "collection": "test_coll"}
 INDEX = "{{ params.collection }}_index"
 POKE = 0.5
-#: the tests' server lags 3 s: a look 4 s after the delete is proof even for ids never seen
+#: a look 4 s after the delete is proof even for ids never seen (the tests release the index sooner)
 SETTLE = 4.0
 
 
