@@ -89,6 +89,8 @@ def _key(value: Any) -> str:
 DEFAULT_SETTLE = 30.0
 DEFAULT_DEL_ALL_SETTLE = 6 * 60.0
 SEEN_THEN_GONE, SETTLED = "seen_then_gone", "settled"
+#: what the settle time counts from: the operator's delete, or the sensor's first start
+AFTER_DELETE, AFTER_SENSOR_START = "the delete", "the sensor started"
 
 
 def default_settle(del_all: bool) -> float:
@@ -127,6 +129,7 @@ class IndexSyncCheck:
         settle: float | None = None,
         seen: Iterable[str | int] = (),
         seen_records: bool = False,
+        since: str = AFTER_DELETE,
     ) -> None:
         self.target = target if isinstance(target, Target) else Target.from_body(target)
         self.index_name = index_name
@@ -136,6 +139,9 @@ class IndexSyncCheck:
         self.checked = len(self.initial)
         #: Unix time the delete was acknowledged; looks before it only record what they see
         self.deleted_at = time.time() if deleted_at is None else float(deleted_at)
+        #: what ``deleted_at`` is, for messages: the delete, or the sensor's start (a sensor does not
+        #: know when the delete was)
+        self.since = since
         self.settle = default_settle(self.del_all) if settle is None else float(settle)
         #: ids mode: checked ids not proven gone yet
         self.remaining: list[str | int] = list(ids or [])
@@ -267,19 +273,21 @@ class IndexSyncCheck:
         return f"Waiting until {self._where()} no longer holds the deleted ids"
 
     def done_text(self) -> str:
-        waited = f"{max((self.last_look_at or time.time()) - self.deleted_at, 0):.1f}s after the delete"
+        waited = f"{max((self.last_look_at or time.time()) - self.deleted_at, 0):.1f}s after {self.since}"
         if self.del_all:
             how = (
                 "records seen earlier are gone"
                 if self.proof == SEEN_THEN_GONE
-                else f"a look made {self.settle:g}s or more after the delete found it empty"
+                else f"a look made {self.settle:g}s or more after {self.since} found it empty"
             )
             return f"{self._where()} is empty after del_all ({how}; proof: {self.proof}, {waited})"
         parts = []
         if self.proofs[SEEN_THEN_GONE]:
             parts.append(f"{self.proofs[SEEN_THEN_GONE]} seen in it and then gone")
         if self.proofs[SETTLED]:
-            parts.append(f"{self.proofs[SETTLED]} absent at a look {self.settle:g}s or more after the delete")
+            parts.append(
+                f"{self.proofs[SETTLED]} absent at a look {self.settle:g}s or more after {self.since}"
+            )
         return (
             f"{self._where()} no longer holds any of the {self.checked} checked ids "
             f"({', '.join(parts)}; proof: {self.proof}, {waited})"
@@ -419,12 +427,13 @@ def plan_check(
     *,
     settle: float | None = None,
     deleted_at: float | None = None,
+    since: str = AFTER_DELETE,
 ) -> tuple[IndexSyncCheck, str]:
     """The check for a delete of ``ids`` (None: ``del_all``), and the log line that says what it checks."""
     if ids is None:
-        check = IndexSyncCheck(target, index_name, None, settle=settle, deleted_at=deleted_at)
+        check = IndexSyncCheck(target, index_name, None, settle=settle, deleted_at=deleted_at, since=since)
         return check, check.start_text()
     checked, sampled = choose_ids_to_check(ids, max_checked_ids)
-    check = IndexSyncCheck(target, index_name, checked, settle=settle, deleted_at=deleted_at)
+    check = IndexSyncCheck(target, index_name, checked, settle=settle, deleted_at=deleted_at, since=since)
     scope = describe_scope(len(checked), len(ids), sampled, max_checked_ids)
     return check, f"{check.start_text()}: checking {scope}"

@@ -44,6 +44,7 @@ def defer_wait(
         index_name=check.index_name,
         ids=None if check.del_all else check.initial,
         deleted_at=check.deleted_at,
+        since=check.since,
         settle=check.settle,
         seen=sorted(check.seen),
         seen_records=check.seen_records,

@@ -34,6 +34,7 @@ from airflow_provider_vikingdb.arguments import (
 from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.ids import InvalidIdsError, normalize_ids
 from airflow_provider_vikingdb.index_sync import (
+    AFTER_SENSOR_START,
     DEFAULT_MAX_CHECKED_IDS,
     DEFAULT_POKE_INTERVAL,
     IndexSyncCheck,
@@ -156,6 +157,7 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
                 self.max_checked_ids,
                 settle=self.settle,
                 deleted_at=self._started_at,
+                since=AFTER_SENSOR_START,
             )
             self.log.info("%s; timeout %gs.", plan, self.timeout)
             return check
@@ -167,7 +169,13 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
             self._fail(f"ids: {exc}")
         self._total_ids = len(ids)
         check, plan = plan_check(
-            target, index_name, ids, self.max_checked_ids, settle=self.settle, deleted_at=self._started_at
+            target,
+            index_name,
+            ids,
+            self.max_checked_ids,
+            settle=self.settle,
+            deleted_at=self._started_at,
+            since=AFTER_SENSOR_START,
         )
         self.log.info("%s; timeout %gs.", plan, self.timeout)
         return check

@@ -22,7 +22,13 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
 from airflow_provider_vikingdb.exceptions import VikingDBError
 from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
-from airflow_provider_vikingdb.index_sync import DEFAULT_POKE_INTERVAL, SHOWN, IndexSyncCheck, default_settle
+from airflow_provider_vikingdb.index_sync import (
+    AFTER_DELETE,
+    DEFAULT_POKE_INTERVAL,
+    SHOWN,
+    IndexSyncCheck,
+    default_settle,
+)
 from airflow_provider_vikingdb.target import Target
 
 
@@ -34,6 +40,8 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
     :param index_name: the index to watch.
     :param ids: the ids to check (already sampled by the caller), or None after ``del_all``.
     :param deleted_at: Unix time the delete was acknowledged (the settle time counts from it).
+    :param since: what ``deleted_at`` is, for messages: ``"the delete"``, or ``"the sensor
+        started"`` (a sensor does not know when the delete was, so it counts from its start).
     :param settle: seconds the index may take to apply the delete: an id absent from the index
         proves nothing before then unless it was seen in it (see ``IndexSyncCheck``).
     :param seen: ids already seen in the index (by the look made before the delete).
@@ -58,6 +66,7 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
         ids: Sequence[str | int] | None,
         deadline: float,
         deleted_at: float | None = None,
+        since: str = AFTER_DELETE,
         settle: float | None = None,
         seen: Sequence[str] = (),
         seen_records: bool = False,
@@ -72,6 +81,7 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
         self.ids = None if ids is None else list(ids)
         self.deadline = float(deadline)
         self.deleted_at = float(deleted_at) if deleted_at is not None else time.time()
+        self.since = since
         self.settle = float(settle) if settle is not None else default_settle(ids is None)
         self.seen = [str(i) for i in seen]
         self.seen_records = bool(seen_records)
@@ -90,6 +100,7 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
                 "ids": self.ids,
                 "deadline": self.deadline,
                 "deleted_at": self.deleted_at,
+                "since": self.since,
                 "settle": self.settle,
                 "seen": self.seen,
                 "seen_records": self.seen_records,
@@ -105,6 +116,7 @@ class VikingDBIndexSyncTrigger(BaseTrigger):
             self.index_name,
             self.ids,
             deleted_at=self.deleted_at,
+            since=self.since,
             settle=self.settle,
             seen=self.seen,
             seen_records=self.seen_records,

@@ -160,6 +160,20 @@ def test_up_to_the_limit_all_ids_are_checked_and_the_log_says_so(server, caplog,
     assert "checking all 12 deleted ids" in caplog.text + out.out + out.err
 
 
+def test_the_settle_time_is_said_to_count_from_the_sensors_start_not_the_delete(server, caplog, capfd):
+    # The sensor does not know when the delete was: its messages must not claim "after the delete".
+    delete(IDS[:2])
+    result = sensor(ids=IDS[:2], settle=0).execute({})
+    assert result["index_proof"] == "settled"
+    out = capfd.readouterr()
+    logged = caplog.text + out.out + out.err
+    assert "absent at a look 0s or more after the sensor started" in logged
+    assert "after the delete" not in logged
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(ids=["keep"], settle=0, deferrable=True).execute({})
+    assert deferred.value.trigger.serialize()[1]["since"] == "the sensor started"
+
+
 # ---- poke ----
 
 

@@ -69,6 +69,7 @@ def test_serialize_round_trips_and_holds_no_secret(server):
         "ids",
         "deadline",
         "deleted_at",
+        "since",
         "settle",
         "seen",
         "seen_records",
