@@ -25,6 +25,7 @@ from airflow_provider_vikingdb.filters import (
     plain_utc,
     retention_filter,
 )
+from airflow_provider_vikingdb.index_sync import DEFAULT_SETTLE
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -204,10 +205,14 @@ def execute_by_filter(
         except VikingDBError as exc:
             op._fail(f"cannot search index {index_name!r} with the filter: {exc}. Nothing was deleted.")
         op.log.info(
-            "Dry run: would delete %d records of %s matching the filter; first ids: %s. Nothing was deleted.",
+            "Dry run: would delete %d records of %s matching the filter; first ids: %s. Nothing was "
+            "deleted. Counted as index %r shows them now: records written in the last ~%gs "
+            "(index_settle) may not be in it yet, and a real run's later passes would take them too.",
             matched,
             target,
             sample,
+            index_name,
+            DEFAULT_SETTLE if op.index_settle is None else op.index_settle,
         )
         return {**base, "dry_run": True, "matched": matched, "would_delete": matched, "sample_ids": sample}
     with op._open_receipt(context, target, matched) as receipt:
