@@ -147,27 +147,18 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
             self._fail(str(exc))
         if self._default_timeout:
             self.timeout = default_timeout(del_all)
+        ids: list[str | int] | None = None  # None: after del_all, wait for an empty index
         if del_all:
             if self.ids is not None:
                 self._fail("give ids or del_all=True, not both (they delete different things)")
-            check, plan = plan_check(
-                target,
-                index_name,
-                None,
-                self.max_checked_ids,
-                settle=self.settle,
-                deleted_at=self._started_at,
-                since=AFTER_SENSOR_START,
-            )
-            self.log.info("%s; timeout %gs.", plan, self.timeout)
-            return check
-        if warning := jinja_dependency_warning(self._ids_template, self.upstream_task_ids):
-            self.log.warning(warning)
-        try:
-            ids = normalize_ids(self.ids)
-        except InvalidIdsError as exc:
-            self._fail(f"ids: {exc}")
-        self._total_ids = len(ids)
+        else:
+            if warning := jinja_dependency_warning(self._ids_template, self.upstream_task_ids):
+                self.log.warning(warning)
+            try:
+                ids = normalize_ids(self.ids)
+            except InvalidIdsError as exc:
+                self._fail(f"ids: {exc}")
+            self._total_ids = len(ids)
         check, plan = plan_check(
             target,
             index_name,
