@@ -11,6 +11,7 @@ try:  # Airflow 3.2+
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
+        AirflowTaskTerminated,
         TaskDeferred,
         XComNotFound,
     )
@@ -19,6 +20,7 @@ except ImportError:  # Airflow 3.1
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
+        AirflowTaskTerminated,
         TaskDeferred,
         XComNotFound,
     )
@@ -52,6 +54,7 @@ __all__ = [
     "AirflowException",
     "AirflowFailException",
     "AirflowSensorTimeout",
+    "AirflowTaskTerminated",
     "BaseHook",
     "TaskDeferred",
     "XComNotFound",

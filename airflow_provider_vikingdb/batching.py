@@ -162,7 +162,8 @@ def run_batches(
             cancel.set()
             deadline = time.monotonic() + INTERRUPT_GRACE
             for helper in helpers:
-                helper.join(max(deadline - time.monotonic(), 0))
+                if helper.ident is not None:  # started (the interrupt may come while starting them)
+                    helper.join(max(deadline - time.monotonic(), 0))
             with lock:
                 done_keys, not_done = split_done(items, batch_size, done, keys)
             log.error(

@@ -312,6 +312,8 @@ class FilterDelete:
         self.log, self.sleep = log, sleep
         self.base = {**target.body, "index_name": index_name}
         self.result = FilterDeleteResult(target=str(target), filter=self.filter)
+        #: what the delete is doing now, for the line an interruption logs
+        self._phase = "starting"
 
     # ---- reads ----
 
@@ -386,6 +388,34 @@ class FilterDelete:
         """
         result = self.result
         result.matched = matched
+        try:
+            return self._passes()
+        except VikingDBError:
+            raise
+        except BaseException as exc:
+            # Interrupted from outside (Airflow's execution timeout, SIGTERM): the batch pool has
+            # said what the page in progress did; this says where the whole delete stood.
+            self.log.error("%s", self._interrupted(exc))
+            raise
+
+    def _interrupted(self, exc: BaseException) -> str:
+        result = self.result
+        matched = "" if result.matched is None else f" of the {result.matched} that matched at the start"
+        if self._phase.startswith("deleting"):
+            done = (
+                f"{result.ids_deleted} ids{matched} deleted in the pages before it (the line above "
+                "says what was acknowledged of this one)"
+            )
+        else:
+            done = f"{result.ids_deleted} ids{matched} deleted"
+        return (
+            f"Delete by filter of {result.target} interrupted ({type(exc).__name__}) while "
+            f"{self._phase}: {done}. Deletes are idempotent: a re-run of this run (the same cutoff) "
+            "deletes what is left and verifies it."
+        )
+
+    def _passes(self) -> FilterDeleteResult:
+        result = self.result
         for number in range(1, self.max_passes + 1):
             result.passes = number
             started = time.monotonic()
@@ -393,7 +423,12 @@ class FilterDelete:
             result.delete_seconds += time.monotonic() - started
             started = time.monotonic()
             if last_ids:
+                self._phase = (
+                    f"waiting for index {self.index_name!r} to apply pass {number}'s deletes "
+                    "(all of them acknowledged)"
+                )
                 self._wait_for_index(last_ids, deleted_at)
+            self._phase = f"counting what still matches after pass {number} (its deletes acknowledged)"
             remaining = self._guarded(self.count, "counting what still matches")
             result.verify_seconds += time.monotonic() - started
             result.remaining = remaining
@@ -465,11 +500,13 @@ class FilterDelete:
         deleted_at = time.time()
         try:
             while True:
+                self._phase = f"searching for page {self.result.pages + 1}"
                 ids = pages.get()
                 if ids is None:
                     break
                 self._check_cap(len(ids))
                 self.result.pages += 1
+                self._phase = f"deleting page {self.result.pages} ({len(ids)} ids)"
                 try:
                     batch = self.delete(ids) if self.on_batch is None else self.delete(ids, self.on_batch)
                 except VikingDBError as exc:

@@ -143,7 +143,8 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
         if (ti := context.get("ti")) is not None:
             ti.xcom_push(key=WRITTEN_IDS_KEY, value=UNFINISHED)
         try:
-            summary = self._load(written)
+            with self._killable():
+                summary = self._load(written)
         except BaseException:
             # Whatever happened (a batch refused, bad input, a timeout, a kill): what the
             # service acknowledged is where the rollback reads it.

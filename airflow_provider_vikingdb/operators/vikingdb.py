@@ -266,6 +266,10 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
             return []
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with self._killable():
+            return self._execute(context)
+
+    def _execute(self, context: Context) -> dict[str, Any]:
         # Rows written before now (a load that just failed) may not be indexed yet: a filter's
         # count of 0 is trusted only ``index_settle`` seconds after this.
         self._started_at = time.time()

@@ -253,6 +253,29 @@ class Interrupted(BaseException):
     """What Airflow raises in the task's main thread on execution_timeout or SIGTERM."""
 
 
+def test_an_interrupt_while_the_workers_start_is_reported_like_any_other(server, monkeypatch, caplog, capfd):
+    # SIGTERM or the execution timeout can land while the pool is starting its workers: the
+    # report must not trip over a worker that was never started.
+    ids = load(server, 250)
+    start = threading.Thread.start
+    started: list[threading.Thread] = []
+
+    def start_then_interrupt(thread):
+        if thread.name.startswith("vikingdb-delete"):
+            if started:
+                raise Interrupted  # as a signal handler raises, between two starts
+            started.append(thread)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
+    with pytest.raises(Interrupted):
+        VikingDBHook(max_concurrency=8).delete(ids, collection_name="test_coll")
+    monkeypatch.undo()
+    out, err = capfd.readouterr()
+    logged = "\n".join([caplog.text, out, err])
+    assert re.search(r"interrupted: \d+ of 250 ids acknowledged in \d of 3 batches", logged), logged[-2000:]
+
+
 def test_an_interrupt_stops_every_batch_at_once_and_says_what_was_done(server, caplog, capfd):
     ids = load(server, 250)
     server.stall_next(DELETE_PATH, times=50, seconds=30, after=1)  # the first batch gets through

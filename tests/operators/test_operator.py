@@ -80,3 +80,27 @@ def test_execute_returns_the_summary(vikingdb_connection):
     assert summary["last_request_id"] in {r.request_id for r in server.requests}
     assert sorted(r.ids_count for r in server.requests if r.path == DELETE_PATH) == [20, 50, 50]
     assert sorted(server.records("test_coll_int")) == list(range(121, 151))
+
+
+# ---- on_kill (SIGTERM) ----
+
+
+def test_on_kill_stops_the_work_only_while_it_runs():
+    import threading
+
+    from airflow_provider_vikingdb._compat import AirflowTaskTerminated
+    from airflow_provider_vikingdb.operators.vikingdb import VikingDBUpsertOperator
+
+    for op in (
+        VikingDBDeleteOperator(task_id="d", collection_name="c", ids=["a"]),
+        VikingDBUpsertOperator(task_id="u", collection_name="c", records=[{"id": "a"}]),
+    ):
+        op.on_kill()  # before (and after: Airflow calls it after an execution timeout too): nothing
+        with pytest.raises(AirflowTaskTerminated, match=r"received SIGTERM"), op._killable():
+            op.on_kill()
+        op.on_kill()
+        with op._killable():  # only the main thread, where Airflow's signal handler runs, is stopped
+            thread = threading.Thread(target=op.on_kill)  # an exception there would be printed, not raised
+            thread.start()
+            thread.join()
+            assert op._executing  # still running: nothing was stopped

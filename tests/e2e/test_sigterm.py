@@ -1,0 +1,166 @@
+"""SIGTERM in the middle of a task, in real DAG runs (dag.test) against the local server.
+
+Airflow 3 sends a running task SIGTERM when it is cleared or marked failed, or when its
+worker stops, and SIGKILL 5 s later. Its handler only calls the operator's ``on_kill``;
+ours stops the work there: nothing more is sent, the log says what was and was not done,
+the receipt ends "interrupted", and the task fails. The server's quota keeps each task
+busy for seconds, and the signal comes once a few batches are acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+from airflow_provider_vikingdb.batching import INTERRUPT_GRACE
+from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, FETCH_IN_INDEX_PATH, UPSERT_PATH
+from tests.e2e.conftest import run_dag
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "SK-e2e-sigterm-do-not-leak-4b1d"
+IDS = [f"id{n:04d}" for n in range(3000)]
+#: rows/s: 3000 ids take ten seconds, and the signal comes after about one
+QUOTA = 300
+
+
+@pytest.fixture
+def server(vikingdb_server_factory, monkeypatch):
+    srv = vikingdb_server_factory(collections=("test_coll",), sk=SECRET, quota=QUOTA)
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    return srv
+
+
+class SigtermAfter:
+    """Sends this process SIGTERM once the server has acknowledged ``answers`` requests on ``path``,
+    as Airflow's supervisor does to a task that was cleared: only while Airflow's handler is
+    installed (never the default action, which would end the test session)."""
+
+    def __init__(self, server, path: str, answers: int = 3) -> None:
+        self.server, self.path, self.answers = server, path, answers
+        self.sent_at: float | None = None
+        self.problem: str | None = None
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            acknowledged = [r for r in self.server.requests if r.path == self.path and r.status == 200]
+            if len(acknowledged) >= self.answers:
+                handler = signal.getsignal(signal.SIGTERM)
+                if handler in (signal.SIG_DFL, signal.SIG_IGN, None):
+                    self.problem = f"Airflow's SIGTERM handler is not installed ({handler!r}): not sent"
+                    return
+                self.sent_at = time.time()
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.01)
+        self.problem = "the task never got that far"
+
+    def check(self) -> float:
+        self._thread.join(5)
+        assert self.problem is None, self.problem
+        assert self.sent_at is not None
+        return self.sent_at
+
+
+def arrivals_after(server, path: str, moment: float) -> list:
+    return [r for r in server.requests if r.path == path and r.time > moment]
+
+
+def test_sigterm_stops_a_delete_by_ids_and_says_what_was_done(server, tmp_path, capfd):
+    server.load("test_coll", [{"id": i} for i in IDS])
+    receipt = tmp_path / "receipt.jsonl"
+    kill = SigtermAfter(server, DELETE_PATH)
+    result = run_dag("e2e_delete_receipt", conf={"ids": IDS, "receipt": str(receipt)})
+    sent_at = kill.check()
+
+    assert result.tasks["delete"] == "failed", result
+    out = capfd.readouterr().out
+    assert "VikingDBDeleteOperator 'delete' received SIGTERM" in out
+    found = re.search(r"interrupted: (\d+) of 3000 ids acknowledged in (\d+) of 30 batches", out)
+    assert found, out[-3000:]
+    acknowledged = int(found.group(1))
+    deleted = len(IDS) - len(server.records("test_coll"))
+    # It stopped: most ids are still there, and only requests already on their way when the
+    # signal came may have been applied without an acknowledgement.
+    assert 100 <= acknowledged <= deleted <= acknowledged + 400 < len(IDS)
+    assert arrivals_after(server, DELETE_PATH, sent_at + INTERRUPT_GRACE + 0.5) == []
+    lines = [json.loads(line) for line in receipt.read_text().splitlines()]
+    assert lines[-1]["outcome"] == "interrupted"
+    assert sum(len(line["ids"]) for line in lines if line.get("kind") == "batch") == acknowledged
+    assert SECRET not in out
+
+
+def test_sigterm_stops_a_load_and_its_rollback_deletes_what_was_written(server, tmp_path, capfd):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "title": "new"}) + "\n" for i in IDS))
+    kill = SigtermAfter(server, UPSERT_PATH)
+    result = run_dag("e2e_upsert_file", conf={"path": str(path)})
+    sent_at = kill.check()
+
+    assert result.tasks == {"load": "failed", "rollback": "success"}, result
+    out = capfd.readouterr().out
+    assert "VikingDBUpsertOperator 'load' received SIGTERM" in out
+    assert re.search(r"upsert on collection 'test_coll' interrupted: \d+ of \d+ ids acknowledged", out), out[
+        -3000:
+    ]
+    assert arrivals_after(server, UPSERT_PATH, sent_at + INTERRUPT_GRACE + 0.5) == []
+    written = result.xcom_keys["written_ids"]["load"]
+    assert 100 <= len(written) < len(IDS)
+    # the rollback took back exactly what the load was acknowledged for (and what was in flight
+    # when it stopped, if the service applied it, is not among the acknowledged: left over)
+    assert not set(written) & set(server.records("test_coll"))
+    assert len(server.records("test_coll")) <= 400
+
+
+@pytest.fixture
+def events(vikingdb_server_factory, monkeypatch):
+    srv = vikingdb_server_factory(
+        collections=("events",), fields={"events": {"source": "string"}}, sk=SECRET, quota=QUOTA, index_lag=30
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    return srv
+
+
+@pytest.mark.parametrize(
+    ("rows", "path", "phase"),
+    [
+        (
+            3000,
+            DELETE_PATH,
+            r"deleting page 1 \(3000 ids\): (\d+) ids of the 3000 that matched at the start "
+            r"deleted in the pages before it",
+        ),
+        (
+            300,
+            FETCH_IN_INDEX_PATH,
+            r"waiting for index 'events_index' to apply pass 1's deletes \(all of them "
+            r"acknowledged\): (\d+) ids of the 300 that matched at the start deleted",
+        ),
+    ],
+    ids=["deleting", "verifying"],
+)
+def test_sigterm_stops_a_delete_by_filter_and_says_where_it_stood(events, rows, path, phase, capfd):
+    events.load("events", [{"id": f"e{n:04d}", "source": "crm"} for n in range(rows)])
+    kill = SigtermAfter(events, path, answers=3 if path == DELETE_PATH else 1)
+    result = run_dag("e2e_filter_only", conf={"source": "crm"})
+    sent_at = kill.check()
+
+    assert result.tasks["delete"] == "failed", result
+    out = capfd.readouterr().out
+    found = re.search(
+        r"Delete by filter of collection 'events' interrupted \(AirflowTaskTerminated\) while " + phase, out
+    )
+    assert found, out[-3000:]
+    assert int(found.group(1)) == (0 if path == DELETE_PATH else rows)
+    assert "a re-run of this run (the same cutoff) deletes what is left" in out
+    assert arrivals_after(events, DELETE_PATH, sent_at + INTERRUPT_GRACE + 0.5) == []
+    assert arrivals_after(events, FETCH_IN_INDEX_PATH, sent_at + 0.5) == []
