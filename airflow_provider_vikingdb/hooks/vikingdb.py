@@ -13,6 +13,7 @@ import time: DAG files import this module while the DAG processor parses them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
@@ -37,6 +38,7 @@ from airflow_provider_vikingdb.exceptions import (
     VikingDBConfigError,
     VikingDBError,
     VikingDBInterruptedError,
+    VikingDBThrottledError,
 )
 from airflow_provider_vikingdb.hooks.reads import VikingDBReadsMixin
 from airflow_provider_vikingdb.hooks.writes import VikingDBWritesMixin
@@ -104,6 +106,26 @@ def connect_timeout(timeout: float) -> float:
     """The connect phase's bound: ends before the whole attempt's deadline, so that a host that
     does not answer is reported as unreachable (nothing sent), not as a deadline passed."""
     return min(0.9 * timeout, MAX_CONNECT_TIMEOUT)
+
+
+def gave_up(error: VikingDBError, state: RetryState, seconds: float, rows: int = 0) -> VikingDBError:
+    """The error to raise when the retries are over: a 429 says it gave up, after how long, and why
+    that may be (the other errors already say what they are)."""
+    if not isinstance(error, VikingDBThrottledError) or state.throttles <= state.throttle_retries:
+        return error
+    why = (
+        f"a batch of {rows} rows may be more than the collection's write quota allows at once (lower "
+        "batch_size), or other writers use it up (lower max_concurrency or rows_per_second, or run later)"
+        if rows
+        else "the collection or index is busy; run later"
+    )
+    return VikingDBThrottledError(
+        f"{error.message}; gave up after {state.throttle_retries} throttled retries in {seconds:.1f}s: {why}",
+        code=error.code,
+        request_id=error.request_id,
+        http_status=error.http_status,
+        path=error.path,
+    )
 
 
 class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
@@ -266,6 +288,7 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
         url = cfg.base_url + path
         timeouts = (connect_timeout(cfg.timeout), cfg.timeout)
         state = RetryState(cfg.max_retries, self.throttle_retries, paced=limiter is not None)
+        began = time.monotonic()
         while True:
             if cancel is not None and cancel.is_set():
                 raise VikingDBInterruptedError(path=path)
@@ -306,8 +329,8 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
             elif delay is not None and stats is not None:
                 stats.count(retries=1)
             if delay is None:
-                raise error
-            self._log_retry(method, path, error, state.describe(error), delay)
+                raise gave_up(error, state, time.monotonic() - began, rows)
+            self._log_retry(method, path, error, state, delay, paced=limiter is not None)
             if delay > 0:
                 self._waiter(cancel)(delay)
 
@@ -325,6 +348,7 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
         client = self._client_for(cfg)
         payload = encode_body(body)
         state = RetryState(cfg.max_retries, self.throttle_retries)
+        began = time.monotonic()
         while True:
             headers = await asyncio.to_thread(request_headers, cfg, method, path, payload)
             failure: tuple[str, str] | None = None
@@ -350,8 +374,8 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
                 error, wait_hint = transport_error(kind, detail, cfg, path), None
             delay = state.next_delay(error, wait_hint)
             if delay is None:
-                raise error
-            self._log_retry(method, path, error, state.describe(error), delay)
+                raise gave_up(error, state, time.monotonic() - began)
+            self._log_retry(method, path, error, state, delay)
             await asyncio.sleep(delay)
 
     def _client_for(self, cfg: VikingDBConnectionConfig) -> httpx.AsyncClient:
@@ -372,16 +396,31 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
             return self._sleep
         return cancel.wait if cancel is not None else time.sleep
 
-    def _log_retry(self, method: str, path: str, error: VikingDBError, text: str, delay: float) -> None:
-        self.log.warning(
-            "VikingDB %s %s: %s %s (request_id=%s); %s in %.2fs",
+    def _log_retry(
+        self,
+        method: str,
+        path: str,
+        error: VikingDBError,
+        state: RetryState,
+        delay: float,
+        paced: bool = False,
+    ) -> None:
+        throttled = isinstance(error, VikingDBThrottledError)
+        # A throttle or two is the limiter finding the quota: a warning for the first of a request
+        # and every tenth after it, not one for each of a storm's sixty.
+        level = logging.WARNING if not throttled or state.throttles % 10 in (0, 1) else logging.DEBUG
+        self.log.log(
+            level,
+            "VikingDB %s %s: %s %s (request_id=%s); %s %s",
             method,
             path,
             error.http_status if error.http_status is not None else "-",
             error.code,
             error.request_id or "-",
-            text,
-            delay,
+            state.describe(error),
+            "when the collection's rate limiter allows"
+            if throttled and paced and not delay
+            else f"in {delay:.2f}s",
         )
 
     def ping(self) -> dict[str, Any]:

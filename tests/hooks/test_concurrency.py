@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -193,4 +194,27 @@ def test_a_header_with_a_line_break_is_refused_not_sent(make_server, monkeypatch
     with pytest.raises(VikingDBConfigError, match="extra 'session_token' contains a line break"):
         hook.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
     assert deletes(server) == []
+    hook.close()
+
+
+def test_a_batch_the_quota_can_never_cover_fails_saying_it_gave_up_and_why(make_server, caplog, capfd):
+    server = make_server(quota=50)  # 100 ids a batch: never covered
+    ids = load(server, 100)
+    hook = VikingDBHook(throttle_retries=12)
+    with pytest.raises(VikingDBBatchError) as failed:
+        hook.delete(ids, collection_name="test_coll")
+    text = str(failed.value)
+    assert re.search(r"gave up after 12 throttled retries in \d+\.\ds: a batch of 100 rows may be more", text)
+    assert "lower batch_size" in text
+    assert len([r for r in server.requests if r.path == DELETE_PATH]) == 13
+    out, err = capfd.readouterr()
+    retry_lines = [line for line in (caplog.text + out + err).splitlines() if "throttle retry" in line]
+    # paced by the limiter, not by a fixed delay; a warning for the 1st, 10th and 11th, not all 12
+    assert all("when the collection's rate limiter allows" in line for line in retry_lines)
+    warned = {
+        re.search(r"throttle retry (\d+)/12", line).group(1)
+        for line in retry_lines
+        if "warning" in line.lower()
+    }
+    assert warned == {"1", "10", "11"}
     hook.close()

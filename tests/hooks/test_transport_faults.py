@@ -135,7 +135,11 @@ def test_the_async_path_says_the_same_of_a_host_that_does_not_resolve(monkeypatc
     use_host(monkeypatch, UNRESOLVABLE, max_retries=1)
     retries = []
     real = VikingDBHook._log_retry
-    monkeypatch.setattr(VikingDBHook, "_log_retry", lambda self, *a: (retries.append(a[3]), real(self, *a)))
+    monkeypatch.setattr(
+        VikingDBHook,
+        "_log_retry",
+        lambda self, *a, **kw: (retries.append(a[3].describe(a[2])), real(self, *a, **kw)),
+    )
     error = async_error()
     assert error.code == "ConnectionError" and error.retryable
     assert retries == ["retry 1/1"]
