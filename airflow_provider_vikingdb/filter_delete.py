@@ -314,6 +314,7 @@ class FilterDelete:
         self.result = FilterDeleteResult(target=str(target), filter=self.filter)
         #: what the delete is doing now, for the line an interruption logs
         self._phase = "starting"
+        self._began = time.monotonic()
 
     # ---- reads ----
 
@@ -388,6 +389,7 @@ class FilterDelete:
         """
         result = self.result
         result.matched = matched
+        self._began = time.monotonic()
         try:
             return self._passes()
         except VikingDBError:
@@ -412,6 +414,15 @@ class FilterDelete:
             f"Delete by filter of {result.target} interrupted ({type(exc).__name__}) while "
             f"{self._phase}: {done}. Deletes are idempotent: a re-run of this run (the same cutoff) "
             "deletes what is left and verifies it."
+        )
+
+    def _so_far(self) -> str:
+        """Where the whole delete stands, for its progress lines."""
+        result = self.result
+        matched = "" if result.matched is None else f" of the {result.matched} that matched at the start"
+        return (
+            f"{result.ids_deleted} ids{matched} deleted in pass {result.passes}, "
+            f"{time.monotonic() - self._began:.1f}s since it started"
         )
 
     def _passes(self) -> FilterDeleteResult:
@@ -521,6 +532,7 @@ class FilterDelete:
                 self.result.add(batch)
                 deleted_at = self.result.deleted_at = time.time()
                 last_ids = ids
+                self.log.info("Delete by filter: page %d done: %s.", self.result.pages, self._so_far())
         finally:
             stop.set()
             producer.join(timeout=5)

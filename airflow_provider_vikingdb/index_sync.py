@@ -367,7 +367,7 @@ def wait_blocking(
     (throttling, 5xx, network); any other ``VikingDBError`` propagates.
     """
     while True:
-        if look_once(check, send, log):
+        if look_once(check, send, log, deadline=deadline):
             return True
         left = deadline - time.time()
         if left <= 0:
@@ -376,9 +376,16 @@ def wait_blocking(
 
 
 def look_once(
-    check: IndexSyncCheck, send: Callable[[str, dict[str, Any]], Mapping[str, Any]], log: Any
+    check: IndexSyncCheck,
+    send: Callable[[str, dict[str, Any]], Mapping[str, Any]],
+    log: Any,
+    *,
+    deadline: float | None = None,
 ) -> bool:
-    """One look; True when synced. Transient errors are logged and count as not synced yet."""
+    """One look; True when synced. Transient errors are logged and count as not synced yet.
+
+    ``deadline`` (a Unix timestamp), when known, goes into the progress line: how long it has
+    waited and how long it still will."""
     try:
         check.look(send)
     except VikingDBError as exc:
@@ -389,7 +396,16 @@ def look_once(
     if check.synced:
         log.info("%s.", check.done_text())
         return True
-    log.info("%s; looking again.", check.pending_text())
+    if deadline is None:
+        log.info("%s; looking again.", check.pending_text())
+    else:
+        log.info(
+            "%s; looking again (%.0fs after %s; gives up in %.0fs).",
+            check.pending_text(),
+            max(time.time() - check.deleted_at, 0),
+            check.since,
+            max(deadline - time.time(), 0),
+        )
     return False
 
 

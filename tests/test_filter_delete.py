@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 
 import pytest
@@ -201,8 +202,9 @@ def test_retention_cutoff_comes_from_the_data_interval_end(server, capfd):
     )
     # the one line that shows a unit mistake: the field's unit and the age, both spelled out
     out = capfd.readouterr().out
+    iso = (end - dt.timedelta(days=90)).isoformat()  # the cutoff as a date too
     assert (
-        f"Retention: created_at < {cutoff} (epoch seconds): records older than 90 days at the run's "
+        f"Retention: created_at < {cutoff} (epoch seconds: {iso}): records older than 90 days at the run's "
         "data_interval_end, 2026-04-01T00:00:00+00:00." in out
     )
     assert "a number is seconds" not in out
@@ -217,7 +219,8 @@ def test_retention_cutoff_comes_from_the_data_interval_end(server, capfd):
     out = capfd.readouterr().out
     # a number is seconds: "{{ params.days }}" rendering to 90 means 90 s, and the log says so
     assert "older_than is 1 minute (a number is seconds)" in out and "timedelta(days=N)" in out
-    assert "(epoch milliseconds): records older than 1 minute at the run's logical_date" in out
+    when = (end - dt.timedelta(seconds=60)).isoformat()
+    assert f"(epoch milliseconds: {when}): records older than 1 minute at the run's logical_date" in out
 
 
 def test_retention_takes_airflows_pendulum_duration_and_data_interval(server):
@@ -272,3 +275,17 @@ def test_an_age_under_an_hour_is_warned_about(server, capfd, older_than, warned)
     op = make(time_field="created_at", older_than=older_than, index_name="c_index")
     build_filter(op, {"data_interval_end": dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc)})
     assert ("(a number is seconds)" in capfd.readouterr().out) is warned
+
+
+def test_each_page_says_where_the_whole_delete_stands(server, caplog, capfd):
+    data = rows(4500, 5000)  # 3000 in group a
+    server.load("c", data)
+    run(VikingDBHook(), sort_field="created_at", page_size=1000)
+    out = capfd.readouterr()
+    logged = caplog.text + out.out + out.err
+    done = re.findall(
+        r"Delete by filter: page (\d) done: (\d+) ids of the 3000 that matched at the start", logged
+    )
+    totals = [int(total) for _, total in done]
+    assert [int(page) for page, _ in done] == list(range(1, len(done) + 1)) and len(done) >= 3
+    assert totals[0] == 1000 and totals == sorted(totals) and totals[-1] == 3000  # a running total

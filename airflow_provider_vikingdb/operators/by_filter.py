@@ -137,11 +137,14 @@ def build_filter(
                 age,
             )
         unit = "epoch seconds" if op.time_unit == "s" else "epoch milliseconds"
+        seconds = cutoff if op.time_unit == "s" else cutoff / 1000
+        when = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="seconds")
         op.log.info(
-            "Retention: %s < %d (%s): records older than %s at %s, %s.",
+            "Retention: %s < %d (%s: %s): records older than %s at %s, %s.",
             op.time_field,
             cutoff,
             unit,
+            when,
             age,
             "now" if reference == "now" else f"the run's {reference}",
             at.isoformat(),
@@ -217,7 +220,14 @@ def execute_by_filter(
         return {**base, "dry_run": True, "matched": matched, "would_delete": matched, "sample_ids": sample}
     with op._open_receipt(context, target, matched) as receipt:
         if matched == 0:
-            op.log.info("No record of %s matches the filter: nothing to delete, nothing sent.", target)
+            op.log.info(
+                "No record of index %r matches the filter: nothing to delete, nothing sent.%s",
+                index_name,
+                " (The index shows writes about 20 s late, and with index_settle=0 it was counted once: "
+                "records written just before this task are not seen.)"
+                if op.index_settle == 0
+                else "",
+            )
             return op._receipted(receipt, {**base, "matched": 0, "remaining": 0})
         runner.on_batch = receipt.on_batch if receipt is not None else None
         try:

@@ -198,7 +198,7 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool:
         check = self._check or self._prepare()
         self._check = check
-        return look_once(check, self.hook.request, self.log)
+        return look_once(check, self.hook.request, self.log, deadline=self._started_at + float(self.timeout))
 
     @cached_property
     def hook(self) -> VikingDBHook:

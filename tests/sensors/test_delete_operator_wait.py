@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -130,6 +131,16 @@ def test_waits_then_returns_the_delete_summary_plus_the_wait(server):
     assert paths(server).count(FETCH_IN_INDEX_PATH) >= 3
     assert summary["index_proof"] == "seen_then_gone"
     assert ti.xcom[DELETE_SUMMARY_KEY] == {k: summary[k] for k in SUMMARY_KEYS}
+
+
+def test_each_look_that_waits_on_says_how_long_it_has_waited_and_will(server, caplog, capfd):
+    server.index_lag = 0.4
+    op(index_timeout=30).execute({"ti": FakeTI()})
+    out = capfd.readouterr()
+    lines = [line for line in (caplog.text + out.out + out.err).splitlines() if "looking again" in line]
+    assert lines, "it never waited"
+    said = r"looking again \(\d+s after the delete; gives up in (2\d|30)s\)"
+    assert all(re.search(said, line) for line in lines)
 
 
 def test_a_blank_index_name_fails_before_anything_is_deleted(server):
