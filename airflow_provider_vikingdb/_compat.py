@@ -10,6 +10,7 @@ try:  # Airflow 3.2+
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowSensorTimeout,
         AirflowTaskTerminated,
         TaskDeferred,
@@ -19,6 +20,7 @@ except ImportError:  # Airflow 3.1
     from airflow.exceptions import (  # type: ignore[no-redef, attr-defined]  # mypy runs on 3.2+
         AirflowException,
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowSensorTimeout,
         AirflowTaskTerminated,
         TaskDeferred,
@@ -53,6 +55,7 @@ def mask_secret(secret: str) -> None:
 __all__ = [
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "AirflowSensorTimeout",
     "AirflowTaskTerminated",
     "BaseHook",

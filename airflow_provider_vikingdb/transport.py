@@ -160,6 +160,12 @@ def read_envelope(
         text = scrub(answer.body.decode("utf-8", "replace"), secrets)
         text = text.strip().replace("\n", " ").replace("\r", " ")
         message = f"answer is not a JSON envelope: {shorten(text, QUOTED_BODY)!r}" if text else "empty answer"
+        if 400 <= status < 500 and status != 429:
+            # Refused by something that does not speak VikingDB's envelope: a proxy, another service.
+            message += (
+                "; the host did not answer like a VikingDB data-plane endpoint: check the connection's "
+                "host, port and scheme"
+            )
         # A 200 that is not an envelope is a cut or mangled answer, not the service's word:
         # worth another attempt (every data-plane call is idempotent).
         error_class = VikingDBConnectionError if status == 200 else error_class_for(status)
@@ -173,10 +179,18 @@ def read_envelope(
     request_id = str(data.get("request_id") or request_id or "") or None
     error_class = error_class_for(status)
     if error_class is VikingDBAuthError:
-        message = (
-            f"the credentials were rejected: {message} Check the connection's Access Key ID / Secret "
-            "Access Key (or api_key), its region, and the worker's clock."
-        )
+        said = message.rstrip().rstrip(".")
+        if "token" in f"{code} {said}".lower():
+            fix = (
+                "Refresh the STS token in the connection's extra 'session_token' (it is short-lived), "
+                "or check the Access Key ID / Secret Access Key issued with it"
+            )
+        else:
+            fix = (
+                "Check the connection's Access Key ID / Secret Access Key (or api_key), its region, "
+                "and the worker's clock"
+            )
+        message = f"the credentials were rejected: {said}. {fix}."
     return data, error_class(message, code=code, request_id=request_id, http_status=status, path=path)
 
 

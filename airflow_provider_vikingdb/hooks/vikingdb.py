@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_vikingdb._compat import BaseHook
+from airflow_provider_vikingdb._compat import AirflowNotFoundException, BaseHook
 from airflow_provider_vikingdb.arguments import check_positive_int
 from airflow_provider_vikingdb.batching import BatchResult
 from airflow_provider_vikingdb.connection import (
@@ -108,6 +108,15 @@ def connect_timeout(timeout: float) -> float:
     return min(0.9 * timeout, MAX_CONNECT_TIMEOUT)
 
 
+def undefined_connection(conn_id: str) -> VikingDBConfigError:
+    """Airflow's "The conn_id ... isn't defined", with where to define it."""
+    return VikingDBConfigError(
+        f"the Airflow connection {conn_id!r} is not defined: add it (Admin > Connections, connection "
+        f"type 'VikingDB'), or set the environment variable AIRFLOW_CONN_{conn_id.upper()} to its JSON "
+        "(docs/connection.md)"
+    )
+
+
 def gave_up(error: VikingDBError, state: RetryState, seconds: float, rows: int = 0) -> VikingDBError:
     """The error to raise when the retries are over: a 429 says it gave up, after how long, and why
     that may be (the other errors already say what they are)."""
@@ -184,7 +193,11 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
 
     @cached_property
     def config(self) -> VikingDBConnectionConfig:
-        return config_from_connection(self.get_connection(self.vikingdb_conn_id), self.vikingdb_conn_id)
+        try:
+            conn = self.get_connection(self.vikingdb_conn_id)
+        except AirflowNotFoundException:
+            raise undefined_connection(self.vikingdb_conn_id) from None
+        return config_from_connection(conn, self.vikingdb_conn_id)
 
     async def aconfig(self) -> VikingDBConnectionConfig:
         """``config`` for async callers (the trigger): the connection read with Airflow's async API.
@@ -194,7 +207,10 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
         ("Response read out of order"; apache/airflow#64620), stalling every deferred task.
         """
         if "config" not in self.__dict__:
-            conn = await self.aget_connection(self.vikingdb_conn_id)
+            try:
+                conn = await self.aget_connection(self.vikingdb_conn_id)
+            except AirflowNotFoundException:
+                raise undefined_connection(self.vikingdb_conn_id) from None
             self.__dict__["config"] = config_from_connection(conn, self.vikingdb_conn_id)
         return self.config
 

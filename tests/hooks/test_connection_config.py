@@ -252,3 +252,17 @@ def test_a_trailing_line_break_still_signs_right_and_the_warning_names_only_the_
         "Airflow connection 'vikingdb_default': removed the whitespace (e.g. a trailing line break) "
         "around its Secret Access Key (password); the connection works, but remove it from the stored value"
     )
+
+
+def test_a_connection_that_is_not_defined_says_where_to_define_it(monkeypatch):
+    import asyncio
+
+    from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
+
+    monkeypatch.delenv("AIRFLOW_CONN_VIKINGDB_NOWHERE", raising=False)
+    for read in (lambda h: h.config, lambda h: asyncio.run(h.aconfig())):
+        with pytest.raises(VikingDBConfigError) as info:
+            read(VikingDBHook("vikingdb_nowhere"))
+        text = str(info.value)
+        assert "the Airflow connection 'vikingdb_nowhere' is not defined" in text
+        assert "AIRFLOW_CONN_VIKINGDB_NOWHERE" in text and "Admin > Connections" in text

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 
@@ -256,9 +257,28 @@ def test_wrong_secret_key_says_the_credentials_were_rejected(server, monkeypatch
     with pytest.raises(VikingDBAuthError, match="credentials were rejected") as info:
         hook.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
     assert info.value.http_status == 401
+    assert re.search(
+        r"credentials were rejected: \w.+[^.]\. Check the connection's Access Key ID", str(info.value)
+    )
     assert len(server.requests) == 1  # a 401 is not retried
     ok, reason = hook.test_connection()
     assert not ok and "credentials were rejected" in reason
+
+
+def test_an_expired_sts_token_says_to_refresh_it(server, hook):
+    server.fail_next(
+        DELETE_PATH,
+        status=401,
+        code="ExpiredToken",
+        message="The security token included in the request is expired",
+    )
+    with pytest.raises(VikingDBAuthError) as info:
+        hook.request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    assert (
+        "the credentials were rejected: The security token included in the request is expired. Refresh the "
+        "STS token in the connection's extra 'session_token'"
+    ) in str(info.value)
+    assert ".." not in str(info.value)
 
 
 def test_test_connection_proves_the_credentials(server, hook):
@@ -329,6 +349,17 @@ def test_an_error_without_a_code_is_named_by_its_status():
     assert isinstance(error, VikingDBThrottledError) and error.code == "HTTP429" and error.retryable
     _, error = read_envelope(Answer(503, b"", {}), DELETE_PATH)
     assert error.code == "BadResponse" and error.retryable
+
+
+def test_a_refusal_that_is_not_an_envelope_asks_whether_the_host_is_vikingdb():
+    # e.g. a proxy or another service on the host answering 404 for a path it does not know
+    _, error = read_envelope(Answer(404, b"<html>Not Found</html>", {}), DELETE_PATH)
+    assert "did not answer like a VikingDB data-plane endpoint: check the connection's host" in str(error)
+    _, error = read_envelope(Answer(502, b"<html>Bad Gateway</html>", {}), DELETE_PATH)
+    assert "data-plane" not in str(error)  # a gateway's 5xx is transient, retried, not a wrong host
+    body = b'{"code": "NotFound.VikingdbCollection", "message": "no such collection"}'
+    _, error = read_envelope(Answer(404, body, {}), DELETE_PATH)
+    assert "data-plane" not in str(error)  # the service's own 404
 
 
 def test_non_json_answer_gives_status_and_start_of_body():
