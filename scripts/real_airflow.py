@@ -18,7 +18,10 @@ and runs it, and the worker resumes in ``execute_complete``. This script runs th
 5. checks the run's and the tasks' states, that the triggerer ran each trigger (from kwargs with
    the durations as float seconds) and the worker resumed, that the records are gone from the
    collection and the index (and the loaded ones are not), and that the secret key is in no file;
-6. stops everything (also on Ctrl-C or a failure) and exits 1 if any check failed.
+6. a second DAG loads 3000 rows (the server's quota makes that take ten seconds) and the script
+   marks the running task failed over the REST API, as a user does in the UI: the supervisor
+   sends it SIGTERM, and the load must say what it wrote, stop writing and fail;
+7. stops everything (also on Ctrl-C or a failure) and exits 1 if any check failed.
 
     python3 scripts/real_airflow.py                    # the project's .venv (newest Airflow)
     python3 scripts/real_airflow.py --venv .venv-lower # the lower-bound environment
@@ -68,6 +71,34 @@ DEFERRED_TASKS = ("delete", "wait_index")
 TRIGGER_CLASS = "airflow_provider_vikingdb.triggers.vikingdb.VikingDBIndexSyncTrigger"
 RUN_TIMEOUT = 300.0
 PARSE_TIMEOUT = 180.0
+#: the second DAG: a load that the run marks failed while it runs (Airflow then sends SIGTERM)
+SIGTERM_DAG_ID = "vikingdb_real_sigterm"
+SIGTERM_IDS = [f"st-{i:04d}" for i in range(3000)]
+#: the server's write quota (rows/s): the 3000-row load takes ten seconds
+QUOTA = 300
+
+SIGTERM_DAG_FILE = '''\
+"""Written by scripts/real_airflow.py: a load long enough to be marked failed while it runs."""
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow_provider_vikingdb.operators.vikingdb import VikingDBUpsertOperator
+
+with DAG(
+    dag_id={dag_id!r},
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    default_args={{"retries": 0}},
+):
+    VikingDBUpsertOperator(
+        task_id="load",
+        collection_name={collection!r},
+        records=[{{"id": key, "text": "sigterm"}} for key in {ids!r}],
+        max_concurrency=4,
+    )
+'''
 
 DAG_FILE = '''\
 """Written by scripts/real_airflow.py: a load, its delete, and a sensor, both deferrable."""
@@ -383,6 +414,8 @@ def start_server(venv: Path, tmp: Path, secret_key: str, api_key: str) -> tuple[
         str(INDEX_LAG),
         "--ak",
         ACCESS_KEY,
+        "--quota",
+        str(QUOTA),
     ]
     proc = Proc("vikingdb-local", argv, env, tmp / "proc-logs" / "vikingdb-local.log", tmp).start()
 
@@ -393,9 +426,9 @@ def start_server(venv: Path, tmp: Path, secret_key: str, api_key: str) -> tuple[
     return proc, wait_for("vikingdb-local to listen", ready, 30, [proc], every=0.1)
 
 
-def task_log_files(home: Path, task_id: str) -> tuple[list[Path], list[Path]]:
+def task_log_files(home: Path, task_id: str, dag_id: str = DAG_ID) -> tuple[list[Path], list[Path]]:
     """The task's try logs and its trigger logs (``<try log>.trigger.<triggerer job id>.log``)."""
-    found = sorted((home / "logs").glob(f"dag_id={DAG_ID}/**/task_id={task_id}/**/*.log*"))
+    found = sorted((home / "logs").glob(f"dag_id={dag_id}/**/task_id={task_id}/**/*.log*"))
     tries = [p for p in found if ".trigger." not in p.name]
     triggers = [p for p in found if ".trigger." in p.name]
     return tries, triggers
@@ -500,16 +533,28 @@ def check_ran_and_resumed(checks: Checks, home: Path, task_id: str, triggerer_id
 AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
+#: the error lines a task stopped by SIGTERM must log (the SIGTERM DAG's, checked by its own checks)
+STOPPED_BY_SIGTERM = re.compile(
+    r"Server indicated the task shouldn't be running anymore|interrupted: \d+ of \d+ ids acknowledged"
+    rf"|{SIGTERM_DAG_ID}"
+)
+
+
 def error_lines(proc_logs: Path, home: Path) -> list[str]:
-    """Error-level lines of Airflow's process logs and of the task and trigger logs."""
+    """Error-level lines of Airflow's process logs and of the task and trigger logs, but for the
+    ones the SIGTERM DAG's task must log."""
     found = []
     for name in AIRFLOW_PROCESSES:
         path = proc_logs / f"{name}.log"
         text = path.read_text(errors="replace") if path.exists() else ""
         found += [
-            f"{name}.log: {line}" for line in text.splitlines() if re.search(r"\[(error|critical)", line)
+            f"{name}.log: {line}"
+            for line in text.splitlines()
+            if re.search(r"\[(error|critical)", line) and not STOPPED_BY_SIGTERM.search(line)
         ]
     for path in sorted((home / "logs").rglob("*.log*")):
+        if f"dag_id={SIGTERM_DAG_ID}" in path.parts:
+            continue
         for record in records([path]):
             if record.get("level") in ("error", "critical"):
                 found.append(f"{path.name}: {record.get('event')} {record.get('error') or ''}".strip())
@@ -539,6 +584,9 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc], checks: Checks) 
         DAG_FILE.format(
             dag_id=DAG_ID, collection=COLLECTION, index=INDEX, upserted=UPSERTED_IDS, settle=SETTLE
         )
+    )
+    (dags / f"{SIGTERM_DAG_ID}.py").write_text(
+        SIGTERM_DAG_FILE.format(dag_id=SIGTERM_DAG_ID, collection=COLLECTION, ids=SIGTERM_IDS)
     )
     secret_key, api_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)  # 32 characters each
     # 64 bytes or more: Airflow signs its tokens with HS512 and PyJWT warns about a shorter key.
@@ -708,6 +756,8 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc], checks: Checks) 
     )
     checks.check(kept == LOADED_IDS, f"the {len(LOADED_IDS)} loaded records are still there: {kept}")
 
+    sigterm_scenario(api, home, server_url, api_key, airflow_procs, checks)
+
     # Stop first, so that the processes' last words are in the files too.
     print("\nStopping the processes ...")
     stop_all(procs)
@@ -726,6 +776,75 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc], checks: Checks) 
         f"{len([p for p in logs if home / 'logs' in p.parents])} task/trigger/processor logs)"
         + (f"; FOUND in: {', '.join(str(p.relative_to(tmp)) for p in holding)}" if holding else ""),
     )
+
+
+def written(server_url: str, api_key: str, ids: list[str]) -> int:
+    """How many of ``ids`` the collection holds (asked 100 at a time, as the service takes them)."""
+    return sum(
+        len(present(server_url, api_key, "fetch_in_collection", ids[i : i + 100]))
+        for i in range(0, len(ids), 100)
+    )
+
+
+def sigterm_scenario(
+    api: Api, home: Path, server_url: str, api_key: str, procs: list[Proc], checks: Checks
+) -> None:
+    """Mark a running load failed, as a user does in the UI: the supervisor sends the task SIGTERM
+    (SIGKILL 5 s later), and the operator must stop at once, say what it wrote, and fail."""
+    print(
+        f"\nSIGTERM: DAG {SIGTERM_DAG_ID!r} loads {len(SIGTERM_IDS)} rows at {QUOTA} rows/s, "
+        "and is marked failed mid-way"
+    )
+    wait_for(
+        f"DAG {SIGTERM_DAG_ID!r} to be parsed",
+        lambda: http("GET", f"{api.base}/api/v2/dags/{SIGTERM_DAG_ID}", headers=api.headers)[0] == 200,
+        PARSE_TIMEOUT,
+        procs,
+        every=2,
+    )
+    api.call("PATCH", f"/dags/{SIGTERM_DAG_ID}", {"is_paused": False})
+    run_id = api.call("POST", f"/dags/{SIGTERM_DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
+    ti_path = f"/dags/{SIGTERM_DAG_ID}/dagRuns/{run_id}/taskInstances/load"
+    wait_for(
+        "the load to run and write 300 rows",
+        lambda: (
+            api.call("GET", ti_path)["state"] == "running"
+            and written(server_url, api_key, SIGTERM_IDS) >= 300
+        ),
+        RUN_TIMEOUT,
+        procs,
+        every=0.5,
+    )
+    marked = time.monotonic()
+    api.call("PATCH", ti_path, {"new_state": "failed"})
+    print(f"  marked the running load failed, with {written(server_url, api_key, SIGTERM_IDS)} rows written")
+
+    def said() -> str | None:
+        text = "\n".join(
+            p.read_text(errors="replace") for p in task_log_files(home, "load", SIGTERM_DAG_ID)[0]
+        )
+        return text if "received SIGTERM" in text and "interrupted:" in text else None
+
+    log = wait_for("the load's log to say it was stopped", said, 60, procs, every=0.5)
+    stopped = time.monotonic() - marked
+    time.sleep(2)  # requests in flight when it stopped have landed by now
+    after = written(server_url, api_key, SIGTERM_IDS)
+    time.sleep(3)
+    later = written(server_url, api_key, SIGTERM_IDS)
+    found = re.search(r"interrupted: (\d+) of (\d+) ids acknowledged", log)
+    acknowledged = int(found.group(1)) if found else -1
+    state = api.call("GET", ti_path)["state"]
+    checks.check(
+        "VikingDBUpsertOperator 'load' received SIGTERM" in log and found is not None,
+        f"the supervisor's SIGTERM reached the operator {stopped:.1f}s after the task was marked failed, "
+        f"and its log says what was done: {found.group(0) if found else 'no interrupted line'}",
+    )
+    checks.check(
+        after == later < len(SIGTERM_IDS) and acknowledged <= after <= acknowledged + 400,
+        f"nothing more was written after it stopped: {after} rows 2 s after, {later} 5 s after "
+        f"({acknowledged} acknowledged; up to 4 requests in flight may land unacknowledged)",
+    )
+    checks.check(state == "failed", f"the load's final state is {state}")
 
 
 def stop_all(procs: list[Proc]) -> None:
