@@ -247,11 +247,24 @@ class FilterDeleteResult:
 
 
 class FilterDeleteError(VikingDBError):
-    """A delete by filter stopped: ``result`` says what was done before; ``cause`` why."""
+    """A delete by filter stopped: ``result`` says what was done before; ``cause`` why.
 
-    def __init__(self, message: str, result: FilterDeleteResult, cause: VikingDBError | None = None) -> None:
+    Without a ``cause`` (the run itself gave up), ``retryable`` says whether running it again
+    could finish it: records still matching after ``max_passes`` or an index slower than
+    ``verify_timeout`` may be gone by then; a ``max_delete`` cap will be just as low.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        result: FilterDeleteResult,
+        cause: VikingDBError | None = None,
+        *,
+        retryable: bool = False,
+    ) -> None:
         self.result = result
         self.cause = cause
+        self._retryable = retryable
         super().__init__(
             message,
             code=cause.code if cause else "FilterDeleteIncomplete",
@@ -264,7 +277,7 @@ class FilterDeleteError(VikingDBError):
 
     @property
     def retryable(self) -> bool:
-        return self.cause.retryable if self.cause is not None else False
+        return self.cause.retryable if self.cause is not None else self._retryable
 
 
 class FilterDelete:
@@ -465,6 +478,7 @@ class FilterDelete:
             "Records that match keep arriving, or the index does not apply the deletes; run again, or "
             "raise max_passes",
             result,
+            retryable=True,
         )
 
     def _guarded(self, call: Callable[[], Any], what: str) -> Any:
@@ -590,5 +604,6 @@ class FilterDelete:
                 f"index {self.index_name!r} did not apply the deletes within {self.verify_timeout:g}s: "
                 f"{check.pending_text()}. {self.result.progress()}; nothing was verified",
                 self.result,
+                retryable=True,
             )
         self.result.index_proof = check.proof

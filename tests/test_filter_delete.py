@@ -12,6 +12,7 @@ from airflow_provider_vikingdb.exceptions import VikingDBConfigError
 from airflow_provider_vikingdb.filter_delete import FilterDeleteError
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, VikingDBHook
 from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
+from airflow_provider_vikingdb.task_failure import retry_can_fix
 
 GROUP_A = {"op": "must", "field": "grp", "conds": ["a"]}
 
@@ -132,6 +133,7 @@ def test_records_arriving_after_the_count_cannot_push_the_delete_past_max_delete
     with pytest.raises(FilterDeleteError, match="more than max_delete=200") as caught:
         runner.run(matched)
     assert caught.value.result.ids_deleted == len(deleted_ids(server)) <= 200
+    assert not retry_can_fix(caught.value)  # the cap is as low on the next try
 
 
 def test_a_search_error_fails_with_what_was_done(server):
@@ -140,6 +142,7 @@ def test_a_search_error_fails_with_what_was_done(server):
         run(VikingDBHook(), sort_field="grp")  # a string field: search/scalar refuses it
     assert "search/scalar orders by int64 or float32" in str(caught.value)
     assert caught.value.result.ids_deleted == 0 and deleted_ids(server) == []
+    assert not retry_can_fix(caught.value)  # a 400: the same search is refused again
 
 
 def test_records_that_keep_matching_fail_after_max_passes_saying_how_many(server, monkeypatch):
@@ -150,8 +153,9 @@ def test_records_that_keep_matching_fail_after_max_passes_saying_how_many(server
     monkeypatch.setattr(runner, "_wait_for_index", lambda ids, at: None)
     with pytest.raises(
         FilterDeleteError, match="7 records of index 'c_index' still match the filter after 2"
-    ):
+    ) as caught:
         runner.run(20)
+    assert retry_can_fix(caught.value)  # another try runs more passes, on an index that moved on
 
 
 # ---- the operator: what fails when the DAG is parsed ----

@@ -26,6 +26,7 @@ from airflow_provider_vikingdb.filters import (
     retention_filter,
 )
 from airflow_provider_vikingdb.index_sync import DEFAULT_SETTLE
+from airflow_provider_vikingdb.task_failure import fail_try
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -108,8 +109,10 @@ def _check_milliseconds(op: VikingDBDeleteOperator, runner: Any, cutoff: int | N
     try:
         newest = runner.newest(op.time_field)
     except VikingDBError as exc:
-        op._fail(
-            f"cannot search index {runner.index_name!r} for the newest match: {exc}. Nothing was deleted."
+        fail_try(
+            op,
+            f"cannot search index {runner.index_name!r} for the newest match: {exc}. Nothing was deleted.",
+            exc,
         )
     if newest is not None and newest < _SECONDS_OR_MILLISECONDS:
         as_ms = dt.datetime.fromtimestamp(newest / 1000, dt.timezone.utc).date()
@@ -194,9 +197,11 @@ def execute_by_filter(
     try:
         matched = runner.count_settled(op._started_at)
     except VikingDBError as exc:
-        op._fail(
+        fail_try(
+            op,
             f"cannot count the records matching the filter in index {index_name!r}: {exc}. "
-            "Nothing was deleted."
+            "Nothing was deleted.",
+            exc,
         )
     op.log.info("%d records of %s match %s (counted in index %r).", matched, target, flt, index_name)
     if matched and op.time_field is not None and op.time_unit == "ms":
@@ -206,7 +211,9 @@ def execute_by_filter(
         try:
             sample = runner.sample(SAMPLE_SIZE) if matched else []
         except VikingDBError as exc:
-            op._fail(f"cannot search index {index_name!r} with the filter: {exc}. Nothing was deleted.")
+            fail_try(
+                op, f"cannot search index {index_name!r} with the filter: {exc}. Nothing was deleted.", exc
+            )
         op.log.info(
             "Dry run: would delete %d records of %s matching the filter; first ids: %s. Nothing was "
             "deleted. Counted as index %r shows them now: records written in the last ~%gs "
@@ -233,7 +240,9 @@ def execute_by_filter(
         try:
             result = runner.run(matched)
         except FilterDeleteError as exc:
-            op._fail(str(exc))
+            # A cut connection or a 503 past the hook's retries: another try deletes the same set
+            # (same cutoff) and finishes; a refused filter, a 404 index or the credentials do not.
+            fail_try(op, str(exc), exc)
         summary = {**base, **result.to_dict(), "ids_requested": result.ids_deleted}
         summary["filter"], summary["target"] = flt, str(target)
         return op._receipted(receipt, summary)

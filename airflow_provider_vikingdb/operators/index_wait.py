@@ -21,6 +21,7 @@ from airflow_provider_vikingdb.index_sync import (
     wait_summary,
 )
 from airflow_provider_vikingdb.target import Target
+from airflow_provider_vikingdb.task_failure import fail_try, fail_wait_event
 from airflow_provider_vikingdb.waiting import defer_wait, read_event
 
 if TYPE_CHECKING:
@@ -139,11 +140,8 @@ class IndexWaitMixin(_Base):
                 poke_interval=self.index_poke_interval,
                 log=self.log,
             )
-        except VikingDBError as exc:  # permanent: a wrong index name, the credentials, ...
-            raise AirflowException(
-                f"{type(self).__name__} {self.task_id!r}: waiting for index {index_name!r} failed: {exc}. "
-                f"{_delete_done(summary)}"
-            ) from exc
+        except VikingDBError as exc:  # permanent (a wrong index name, the credentials), or interrupted
+            fail_try(self, f"waiting for index {index_name!r} failed: {exc}. {_delete_done(summary)}", exc)
         if not synced:
             raise IndexNotSyncedError(
                 f"{type(self).__name__} {self.task_id!r}: timed out after {time.time() - started_at:.1f}s: "
@@ -177,9 +175,11 @@ class IndexWaitMixin(_Base):
                 f"{type(self).__name__} {self.task_id!r}: {outcome.message}. {_delete_done(summary)}"
             )
         if outcome.status != "success":
-            raise AirflowException(
-                f"{type(self).__name__} {self.task_id!r}: waiting for index "
-                f"{outcome.event.get('index_name')!r} failed: {outcome.message}. {_delete_done(summary)}"
+            fail_wait_event(
+                self,
+                f"waiting for index {outcome.event.get('index_name')!r} failed: {outcome.message}. "
+                f"{_delete_done(summary)}",
+                outcome.event,
             )
         self.log.info("%s.", outcome.message)
         return {**(summary or {}), **outcome.summary}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator, XComArg
 
-from airflow_provider_vikingdb._compat import AirflowException, fail_task
+from airflow_provider_vikingdb._compat import fail_task
 from airflow_provider_vikingdb.arguments import (
     check_positive_int,
     check_rows_per_second,
@@ -24,7 +24,7 @@ from airflow_provider_vikingdb.arguments import (
     rendered_target,
 )
 from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
-from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBConfigError, VikingDBError
+from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBError
 from airflow_provider_vikingdb.ids import check_batch_size
 from airflow_provider_vikingdb.operators._hook import BatchedHookMixin
 from airflow_provider_vikingdb.receipts import storage_path
@@ -36,6 +36,7 @@ from airflow_provider_vikingdb.records import (
     iter_jsonl_records,
 )
 from airflow_provider_vikingdb.target import Target
+from airflow_provider_vikingdb.task_failure import fail_try
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -200,15 +201,14 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
                 **target.body,
             )
         except VikingDBBatchError as exc:
-            raise AirflowException(
-                f"{type(self).__name__} {self.task_id!r}: {exc} XCom {WRITTEN_IDS_KEY!r} holds the "
-                f"{len(written)} ids the service acknowledged: a rollback deletes them with "
-                f"VikingDBDeleteOperator(ids={self.task_id}.written_ids)."
-            ) from exc
-        except VikingDBConfigError as exc:  # a record of the file that changed after it was checked
-            self._fail(f"{exc}")
-        except VikingDBError as exc:
-            raise AirflowException(f"{type(self).__name__} {self.task_id!r}: {exc}") from exc
+            fail_try(
+                self,
+                f"{exc} XCom {WRITTEN_IDS_KEY!r} holds the {len(written)} ids the service acknowledged: "
+                f"a rollback deletes them with VikingDBDeleteOperator(ids={self.task_id}.written_ids).",
+                exc,
+            )
+        except VikingDBError as exc:  # e.g. a record of the file that changed after it was checked
+            fail_try(self, str(exc), exc)
         finally:
             if isinstance(rows, Generator):
                 rows.close()  # closes the file

@@ -46,6 +46,7 @@ from airflow_provider_vikingdb.operators.index_wait import (
 from airflow_provider_vikingdb.operators.upsert import WRITTEN_IDS_KEY, VikingDBUpsertOperator, is_unfinished
 from airflow_provider_vikingdb.receipts import Receipt, ReceiptError, run_info
 from airflow_provider_vikingdb.target import Target
+from airflow_provider_vikingdb.task_failure import fail_try
 
 __all__ = [
     "DELETE_SUMMARY_KEY",
@@ -327,16 +328,21 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
         self.log.info(
             "Deleting %d distinct ids from %s in batches of at most %d", len(ids), target, self.batch_size
         )
-        with self._open_receipt(context, target, len(ids)) as receipt:
-            result = self.hook.delete(
-                ids,
-                batch_size=self.batch_size,
-                max_concurrency=self.max_concurrency,
-                on_batch=receipt.on_batch if receipt else None,
-                **target.body,
-            )
-            deleted_at = time.time()
-            summary = self._receipted(receipt, self._summary({**result.to_dict(), "deleted_at": deleted_at}))
+        try:
+            with self._open_receipt(context, target, len(ids)) as receipt:
+                result = self.hook.delete(
+                    ids,
+                    batch_size=self.batch_size,
+                    max_concurrency=self.max_concurrency,
+                    on_batch=receipt.on_batch if receipt else None,
+                    **target.body,
+                )
+                deleted_at = time.time()
+                summary = self._receipted(
+                    receipt, self._summary({**result.to_dict(), "deleted_at": deleted_at})
+                )
+        except VikingDBError as exc:  # after the receipt recorded it: says what was and was not done
+            fail_try(self, str(exc), exc)
         self.log.info(
             "Deleted %d ids from %s in %d batches (%d throttled, %d retries).",
             result.ids_deleted,
@@ -364,7 +370,11 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
                 records_before = hook.count(index_name=count_index, **target.body)
             except VikingDBError as exc:
                 if must_count or exc.retryable:
-                    self._fail(f"cannot count the records in index {count_index!r}: {exc}. Nothing was sent.")
+                    fail_try(
+                        self,
+                        f"cannot count the records in index {count_index!r}: {exc}. Nothing was sent.",
+                        exc,
+                    )
                 self.log.warning("Cannot count the records before del_all (%s); deleting anyway.", exc)
             else:
                 self.log.info(
@@ -385,18 +395,21 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
         if check is not None and records_before:
             check.seen_records = True
         self.log.warning("del_all=True: deleting EVERY record of %s", target)
-        with self._open_receipt(context, target, None) as receipt:
-            result = hook.delete(del_all=True, **target.body)
-            deleted_at = time.time()
-            if receipt is not None:
-                receipt.delete_all(result.request_ids[-1] if result.request_ids else None, records_before)
-            summary = self._receipted(
-                receipt,
-                {
-                    **self._summary({**result.to_dict(), "deleted_at": deleted_at}),
-                    "records_before": records_before,
-                },
-            )
+        try:
+            with self._open_receipt(context, target, None) as receipt:
+                result = hook.delete(del_all=True, **target.body)
+                deleted_at = time.time()
+                if receipt is not None:
+                    receipt.delete_all(result.request_ids[-1] if result.request_ids else None, records_before)
+                summary = self._receipted(
+                    receipt,
+                    {
+                        **self._summary({**result.to_dict(), "deleted_at": deleted_at}),
+                        "records_before": records_before,
+                    },
+                )
+        except VikingDBError as exc:
+            fail_try(self, f"del_all on {target} failed: {exc}", exc)
         counted = (
             f"{records_before} records deleted" if records_before is not None else "every record deleted"
         )
@@ -410,7 +423,10 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
 
     def _dry_run_ids(self, target: Target, ids: list[str | int]) -> dict[str, Any]:
         """Everything up to the first delete request: how many would go, and how many exist now."""
-        existing, checked = self.hook.count_existing(ids, **target.body)
+        try:
+            existing, checked = self.hook.count_existing(ids, **target.body)
+        except VikingDBError as exc:
+            fail_try(self, f"dry run: cannot look up which ids exist: {exc}. Nothing was deleted.", exc)
         sampled = checked < len(ids)
         if sampled:
             estimate = round(existing * len(ids) / checked) if checked else 0

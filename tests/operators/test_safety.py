@@ -106,20 +106,25 @@ def test_a_refused_first_batch_costs_exactly_one_request(vikingdb_connection):
     ids = [f"r{n}" for n in range(250)]
     server.load("test_coll", [{"id": i} for i in ids])
     server.fail_next(DELETE_PATH, status=400, code="InvalidParameter", message="bad ids")
-    with pytest.raises(VikingDBBatchError) as info:
+    # a 400 will be refused again: the task fails at once (AirflowFailException: no Airflow retry)
+    with pytest.raises(AirflowFailException) as info:
         make(ids=ids, max_concurrency=8).execute({})
     assert len(sent(server)) == 1
-    assert info.value.code == "InvalidParameter"
-    assert info.value.request_id == sent(server)[0].request_id
-    assert info.value.request_id in str(info.value)
+    cause = info.value.__cause__
+    assert isinstance(cause, VikingDBBatchError)
+    assert cause.code == "InvalidParameter"
+    assert cause.request_id == sent(server)[0].request_id
+    assert cause.request_id in str(info.value)
+    assert "Not done: 250 ids" in str(info.value)
     assert len(server.records("test_coll")) == 250
 
 
 def test_a_wrong_collection_costs_exactly_one_request(vikingdb_connection):
-    with pytest.raises(VikingDBBatchError) as info:
+    with pytest.raises(AirflowFailException) as info:
         make(collection_name="no_such_coll", ids=[f"r{n}" for n in range(250)], max_concurrency=8).execute({})
     assert len(sent(vikingdb_connection)) == 1
-    assert info.value.code.startswith("NotFound")
+    assert isinstance(info.value.__cause__, VikingDBBatchError)
+    assert info.value.__cause__.code.startswith("NotFound")
 
 
 def test_max_delete_refuses_a_larger_list_before_anything_is_sent(vikingdb_connection):

@@ -124,10 +124,25 @@ def test_bad_records_fail_naming_the_first_one_and_send_nothing(server, bad, mes
     assert info.value.pushed == {"written_ids": []}
 
 
+def test_a_503_beyond_the_hooks_retries_fails_the_try_for_airflow_to_retry(server, monkeypatch):
+    conn = json.loads(server.connection_json())
+    conn["extra"]["max_retries"] = 1
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    server.fail_next(UPSERT_PATH, after=1, status=503, code="ServiceUnavailable", times=2)
+    op = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=rows(250), max_concurrency=1)
+    with pytest.raises(AirflowException) as info:
+        run(op)
+    assert not isinstance(info.value, AirflowFailException)  # Airflow's retries apply
+    text = str(info.value)
+    assert "batch 2 of 3 failed with VikingDB HTTP 503 ServiceUnavailable" in text
+    assert "holds the 100 ids the service acknowledged" in text
+    assert info.value.pushed["written_ids"] == [f"d{n}" for n in range(100)]
+
+
 def test_a_refused_second_batch_fails_naming_batch_code_and_request_id(server):
     server.fail_next(UPSERT_PATH, after=1, status=400, code="InvalidParameter", message="field v is bad")
     op = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=rows(250), max_concurrency=1)
-    with pytest.raises(AirflowException) as info:
+    with pytest.raises(AirflowFailException) as info:  # a 400 is refused again: no Airflow retry
         run(op)
     refused = [r for r in upserts(server) if r.status == 400]
     assert [len(r.body["data"]) for r in upserts(server)] == [100, 100]  # nothing after the refusal

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from airflow_provider_vikingdb._compat import AirflowException, AirflowFailException, TaskDeferred
+from airflow_provider_vikingdb._compat import AirflowFailException, TaskDeferred
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, FETCH_IN_INDEX_PATH, SEARCH_RANDOM_PATH
 from airflow_provider_vikingdb.operators.vikingdb import (
     DELETE_SUMMARY_KEY,
@@ -161,8 +161,8 @@ def test_wrong_index_name_fails_before_the_delete_and_says_nothing_was_deleted(s
 
 def test_wait_failing_after_the_delete_says_the_delete_was_done(server):
     server.fail_next(FETCH_IN_INDEX_PATH, status=404, code="NotFound.VikingdbIndex", after=1)
-    with pytest.raises(
-        AirflowException, match=r"waiting for index 'test_coll_index' failed: .*NotFound"
+    with pytest.raises(  # a 404 index is as missing on a retry: no Airflow retry
+        AirflowFailException, match=r"waiting for index 'test_coll_index' failed: .*NotFound"
     ) as info:
         op().execute({"ti": FakeTI()})
     assert "The delete itself succeeded (2 ids deleted from collection 'test_coll')" in str(info.value)
@@ -255,5 +255,6 @@ def test_execute_complete_timeout_and_error_keep_the_delete_in_the_message():
         IndexNotSyncedError, match=r"3 of the 5\. The delete itself succeeded \(5 ids deleted"
     ):
         task.execute_complete({"ti": ti}, {"status": "timeout", "message": "timed out after 9s: 3 of the 5"})
-    with pytest.raises(AirflowException, match=r"failed: VikingDB HTTP 401.*The delete itself succeeded"):
-        task.execute_complete({"ti": ti}, {"status": "error", "message": "VikingDB HTTP 401 Unauthorized"})
+    event = {"status": "error", "message": "VikingDB HTTP 401 Unauthorized", "code": "Unauthorized"}
+    with pytest.raises(AirflowFailException, match=r"failed: VikingDB HTTP 401.*The delete itself succeeded"):
+        task.execute_complete({"ti": ti}, {**event, "http_status": 401})
