@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_vikingdb._compat import (
-    AirflowException,
     AirflowSensorTimeout,
     default_deferrable,
     fail_task,
@@ -32,6 +31,7 @@ from airflow_provider_vikingdb.arguments import (
     rendered_text,
 )
 from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
+from airflow_provider_vikingdb.exceptions import VikingDBError
 from airflow_provider_vikingdb.ids import InvalidIdsError, normalize_ids
 from airflow_provider_vikingdb.index_sync import (
     AFTER_SENSOR_START,
@@ -45,6 +45,7 @@ from airflow_provider_vikingdb.index_sync import (
     plan_check,
     wait_summary,
 )
+from airflow_provider_vikingdb.task_failure import fail_try, fail_wait_event
 from airflow_provider_vikingdb.waiting import defer_wait, read_event
 
 if TYPE_CHECKING:
@@ -198,7 +199,12 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool:
         check = self._check or self._prepare()
         self._check = check
-        return look_once(check, self.hook.request, self.log, deadline=self._started_at + float(self.timeout))
+        try:  # transient errors: logged, and looked at again
+            return look_once(
+                check, self.hook.request, self.log, deadline=self._started_at + float(self.timeout)
+            )
+        except VikingDBError as exc:  # a wrong index name, the credentials, ...: fails at once
+            fail_try(self, f"cannot read index {check.index_name!r}: {exc}", exc)
 
     @cached_property
     def hook(self) -> VikingDBHook:
@@ -233,9 +239,7 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
             }
         if outcome.status == "timeout":
             raise AirflowSensorTimeout(f"{type(self).__name__} {self.task_id!r}: {outcome.message}.")
-        raise AirflowException(
-            f"{type(self).__name__} {self.task_id!r}: waiting for the index failed: {outcome.message}"
-        )
+        fail_wait_event(self, f"waiting for the index failed: {outcome.message}", outcome.event)
 
     # ---- helpers ----
 

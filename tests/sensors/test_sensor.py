@@ -194,9 +194,10 @@ def test_transient_error_in_a_poke_is_logged_and_poked_again(server):
     assert s.poke({}) is True
 
 
-def test_permanent_error_in_a_poke_fails(server):
-    with pytest.raises(VikingDBError, match="NotFound"):
+def test_permanent_error_in_a_poke_fails_without_retry(server):
+    with pytest.raises(AirflowFailException, match=r"cannot read index 'nope': .*NotFound") as info:
         sensor(index_name="nope").poke({})
+    assert isinstance(info.value.__cause__, VikingDBError)
 
 
 def test_poke_mode_timeout_says_how_many_ids_are_still_indexed(server):
@@ -275,5 +276,18 @@ def test_execute_complete_success_returns_the_summary():
 def test_execute_complete_timeout_and_error_fail_with_the_message():
     with pytest.raises(AirflowSensorTimeout, match=r"timed out after 9\.0s: 3 of the 5"):
         sensor().execute_complete({}, {"status": "timeout", "message": "timed out after 9.0s: 3 of the 5"})
-    with pytest.raises(AirflowException, match="waiting for the index failed: VikingDB HTTP 404"):
-        sensor().execute_complete({}, {"status": "error", "message": "VikingDB HTTP 404 NotFound"})
+    # the trigger's error event names the status: a 404 will be a 404 on a retry
+    with pytest.raises(AirflowFailException, match="waiting for the index failed: VikingDB HTTP 404"):
+        sensor().execute_complete(
+            {},
+            {
+                "status": "error",
+                "message": "VikingDB HTTP 404 NotFound",
+                "code": "NotFound",
+                "http_status": 404,
+            },
+        )
+    # an event that names no status (the triggerer could not read the connection): this try only
+    with pytest.raises(AirflowException, match="cannot use connection") as info:
+        sensor().execute_complete({}, {"status": "error", "message": "cannot use connection 'x': boom"})
+    assert not isinstance(info.value, AirflowFailException)
