@@ -40,9 +40,11 @@ class DagResult:
     xcom: dict[str, Any]
     #: every other XCom: key -> {task_id: value} (e.g. ``written_ids``, ``delete_summary``)
     xcom_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: task_id -> the try the task instance ended on (1: it never went up_for_retry)
+    tries: dict[str, int] = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        return f"DagResult(state={self.state!r}, tasks={self.tasks!r})"
+        return f"DagResult(state={self.state!r}, tasks={self.tasks!r}, tries={self.tries!r})"
 
 
 def _dagbag_dag(dag_id: str):
@@ -75,6 +77,7 @@ def run_dag(dag_id: str, conf: dict | None = None, logical_date: dt.datetime | N
     with create_session() as session:
         tis = run.get_task_instances(session=session)
         tasks = {ti.task_id: _text(ti.state) for ti in tis}
+        tries = {ti.task_id: ti.try_number for ti in tis}
         rows = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, key=None))
         xcom: dict[str, Any] = {}
         others: dict[str, dict[str, Any]] = {}
@@ -84,7 +87,7 @@ def run_dag(dag_id: str, conf: dict | None = None, logical_date: dt.datetime | N
                 xcom[row.task_id] = value
             else:
                 others.setdefault(row.key, {})[row.task_id] = value
-    return DagResult(state=_text(run.state), tasks=tasks, xcom=xcom, xcom_keys=others)
+    return DagResult(state=_text(run.state), tasks=tasks, xcom=xcom, xcom_keys=others, tries=tries)
 
 
 def _text(state) -> str:

@@ -1,0 +1,54 @@
+"""DAGs with Airflow ``retries``: which failures Airflow retries and which fail the task at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param
+
+from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator, VikingDBUpsertOperator
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+COMMON = {"schedule": "@daily", "start_date": START, "catchup": False, "tags": ["vikingdb-e2e"]}
+# dag.test() runs a retry once retry_delay has passed: keep it short.
+RETRIES = {"retry_delay": dt.timedelta(seconds=1)}
+
+# Nightly retention with one Airflow retry: a blip beyond the hook's own retries heals on try 2.
+with DAG("e2e_retry_retention", default_args={"retries": 1, **RETRIES}, **COMMON):
+    VikingDBDeleteOperator(
+        task_id="delete",
+        collection_name="events",
+        index_name="events_index",
+        time_field="created_at",
+        older_than=dt.timedelta(days=90),
+        index_settle=3,
+        index_poke_interval=0.3,
+    )
+
+# Two retries each: a failure no retry can fix (wrong credentials) must not use them.
+with DAG("e2e_retry_retention_twice", default_args={"retries": 2, **RETRIES}, **COMMON):
+    VikingDBDeleteOperator(
+        task_id="delete",
+        collection_name="events",
+        index_name="events_index",
+        time_field="created_at",
+        older_than=dt.timedelta(days=90),
+        index_settle=3,
+        index_poke_interval=0.3,
+    )
+
+with DAG(
+    "e2e_retry_ids",
+    params={"ids": Param([], type="array")},
+    default_args={"retries": 2, **RETRIES},
+    **COMMON,
+):
+    VikingDBDeleteOperator(task_id="delete", collection_name="events", ids="{{ params.ids }}")
+
+with DAG(
+    "e2e_retry_upsert",
+    params={"records": Param([], type="array")},
+    default_args={"retries": 2, **RETRIES},
+    **COMMON,
+):
+    VikingDBUpsertOperator(task_id="load", collection_name="events", records="{{ params.records }}")
