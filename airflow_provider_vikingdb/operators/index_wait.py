@@ -85,7 +85,11 @@ class IndexWaitMixin(_Base):
             check.look(self.hook.request, before=True)
         except VikingDBError as exc:
             if not exc.retryable:
-                self._fail(f"cannot read index {index_name!r} (wait_for_index): {exc}. Nothing was deleted.")
+                fail_try(
+                    self,
+                    f"cannot read index {index_name!r} (wait_for_index): {exc}. Nothing was deleted.",
+                    exc,
+                )
             self.log.warning(
                 "Could not look at index %r before deleting (%s); waiting anyway.", index_name, exc
             )
