@@ -347,6 +347,28 @@ def test_quoted_pages_have_secrets_and_auth_header_values_removed():
     assert "other-key-123" not in str(error)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a proxy's page naming them in running text, not as the value of an auth header
+        f"<p>Rejected token {SESSION_TOKEN} (key signed with {SK})</p>",
+        # the service's own message quoting one
+        json.dumps({"code": "InvalidParameter", "message": f"bad token {SESSION_TOKEN}, key {SK}"}),
+    ],
+    ids=["page", "message"],
+)
+def test_a_secret_quoted_anywhere_in_an_answer_is_replaced(server, monkeypatch, body):
+    # docs/hook.md: "What an error quotes of such a page has the connection's secrets (SK, API
+    # key, STS token) [...] replaced by ***" -- not only where a page echoes an auth header.
+    use_connection(server, monkeypatch, session_token=SESSION_TOKEN)
+    server.fail_next(DELETE_PATH, status=400, body=body)
+    with pytest.raises(VikingDBError) as info:
+        VikingDBHook().request(DELETE_PATH, {"collection_name": "test_coll", "ids": ["a"]})
+    text = str(info.value)
+    assert "HTTP 400" in text and "token ***" in text  # the answer is quoted...
+    assert SESSION_TOKEN not in text and SK not in text  # ...without the secrets
+
+
 def chain(exc):
     seen = []
     while exc is not None and exc not in seen:
