@@ -369,6 +369,21 @@ def test_a_secret_quoted_anywhere_in_an_answer_is_replaced(server, monkeypatch, 
     assert SESSION_TOKEN not in text and SK not in text  # ...without the secrets
 
 
+def test_a_refused_connection_is_unreachable_whatever_wraps_the_refusal():
+    # docs/hook.md: a refused address is "could not reach" (nothing was sent), never "broke
+    # before the answer was complete", also when the refusal reaches requests under another
+    # wrapper than urllib3's NewConnectionError.
+    import requests
+    from urllib3.exceptions import ProtocolError
+
+    from airflow_provider_vikingdb.transport import UNREACHABLE, classify_requests_error
+
+    refusal = ConnectionRefusedError(111, "Connection refused")
+    for wrapped in (refusal, ProtocolError("Connection aborted.", refusal)):
+        kind, reason = classify_requests_error(requests.ConnectionError(wrapped))
+        assert (kind, reason) == (UNREACHABLE, "Connection refused")
+
+
 def chain(exc):
     seen = []
     while exc is not None and exc not in seen:
