@@ -17,6 +17,7 @@ from airflow_provider_vikingdb.exceptions import (
 )
 from airflow_provider_vikingdb.hooks.vikingdb import (
     DELETE_PATH,
+    FETCH_IN_COLLECTION_PATH,
     VikingDBBatchError,
     VikingDBHook,
     sign_headers,
@@ -285,6 +286,20 @@ def test_test_connection_proves_the_credentials(server, hook):
     ok, reason = hook.test_connection()
     assert ok, reason
     assert server.requests[-1].auth_ok
+
+
+def test_test_connection_takes_a_not_found_code_as_proof_whatever_the_status(server, hook):
+    # docs/connection.md: "a NotFound answer means the signature was accepted". The service does
+    # not document the HTTP status of each code (vikingdb-api.md section 2): the code decides.
+    server.fail_next(
+        FETCH_IN_COLLECTION_PATH,
+        status=400,
+        code="NotFound.VikingdbCollection",
+        message="The specified collection '__airflow_connection_test__' of VikingDB does not exist.",
+    )
+    ok, reason = hook.test_connection()
+    assert ok, reason
+    assert "credentials accepted" in reason and server.requests[-1].auth_ok
 
 
 def test_test_connection_reports_an_unreachable_server(monkeypatch):
