@@ -221,6 +221,23 @@ def test_invalid_parameter_fails_after_exactly_one_request(server, hook):
     assert "bad ids" in str(err) and err.request_id in str(err)
 
 
+def test_a_refused_first_batch_says_nothing_was_deleted(server, hook):
+    # docs/hook.md: VikingDBBatchError's done_ids are those the service acknowledged and
+    # not_done_ids those whose batch failed or was never sent: after a refused first batch,
+    # every id is not done, and the records are all still there.
+    ids = [f"id{i}" for i in range(250)]
+    server.load("test_coll", [{"id": i} for i in ids])
+    server.fail_next(DELETE_PATH, status=400, code="InvalidParameter", message="refused")
+    with pytest.raises(VikingDBBatchError) as info:
+        hook.delete(ids, collection_name="test_coll")
+    err = info.value
+    assert len(deletes(server)) == 1  # the first batch went alone
+    assert err.failed_batches == [1]
+    assert (err.done_ids, err.not_done_ids) == ([], ids)
+    assert "0 of 250 ids in 0 batches" in str(err)
+    assert sorted(server.records("test_coll")) == sorted(ids)
+
+
 def test_permanent_error_stops_and_reports_what_was_and_was_not_deleted(server, hook):
     ids = [f"id{i}" for i in range(450)]
     server.load("test_coll", [{"id": i} for i in ids])
