@@ -12,6 +12,7 @@ import bisect
 import heapq
 import itertools
 import random
+import threading
 from itertools import pairwise
 
 import pytest
@@ -280,6 +281,22 @@ def test_one_limiter_per_collection_and_cap():
     assert limiter_for("http://h:1", "coll", None) is a
     assert limiter_for("http://h:1", "other", None) is not a
     assert limiter_for("http://h:1", "coll", 100.0) is not a
+
+
+def test_every_thread_of_the_process_shares_the_collections_limiter():
+    # docs/performance.md: "Adaptive rate limit, one per collection and process": the workers of a
+    # batched call, and two tasks of one process writing to the collection, run in other threads.
+    a = limiter_for("http://h:2", "coll", None)
+    from_threads = []
+    workers = [
+        threading.Thread(target=lambda: from_threads.append(limiter_for("http://h:2", "coll", None)))
+        for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(from_threads) == 3 and all(limiter is a for limiter in from_threads)
 
 
 # ------------------------------------------------------------------ simulated runs
