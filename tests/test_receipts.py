@@ -124,3 +124,23 @@ def test_run_info_reads_the_task_instance():
         "map_index": -1,
     }
     assert run_info({}) == {}
+
+
+def test_an_object_store_receipt_is_never_overwritten():
+    # docs/operators.md: "An object store cannot append: there an existing receipt is never
+    # overwritten and the task fails first". fsspec's in-memory filesystem stands in for S3.
+    import uuid
+
+    import fsspec
+    from airflow.sdk.io import attach
+
+    store = fsspec.filesystem("memory")
+    attach("memory", fs=store)
+    uri = f"memory://receipts/{uuid.uuid4().hex}.jsonl"
+    with Receipt.open(uri, target="t") as first_try:
+        first_try.batch(["a", "b"], "req-1")
+    evidence = store.cat(uri)
+    with pytest.raises(ReceiptError, match=r"exists already.*ti\.try_number"):
+        Receipt.open(uri, target="t")
+    assert store.cat(uri) == evidence  # the first try's receipt is intact
+    assert json.loads(evidence.splitlines()[-1])["outcome"] == "success"
