@@ -8,6 +8,8 @@ from airflow_provider_vikingdb.arguments import (
     check_rows_per_second,
     check_target_args,
     jinja_dependency_warning,
+    parse_del_all,
+    parse_flag,
     rendered_target,
 )
 
@@ -85,3 +87,24 @@ def test_rows_per_second_is_none_or_a_number_above_zero(value):
 @pytest.mark.parametrize("value", [None, 0.5, 1000])
 def test_rows_per_second_accepted_as_given(value):
     assert check_rows_per_second(value) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        *[("true", True), ("True", True), ("TRUE", True), (" true\n", True)],
+        *[("false", False), ("False", False), ("FALSE", False), (" false\n", False)],
+    ],
+)
+def test_a_templated_flag_reads_true_and_false_in_any_case(text, value):
+    # docs/operators.md: "A templated del_all accepts bools and the text true/false (any case)";
+    # dry_run likewise. "{{ params.purge }}" renders a Python False as "False": it must not purge.
+    assert parse_del_all(text) is value
+    assert parse_flag("dry_run", text) is value
+    assert parse_del_all(value) is value
+
+
+@pytest.mark.parametrize("text", ["", "no", "0", "yes", "None", "False!"])
+def test_other_text_for_a_flag_is_refused_naming_it(text):
+    with pytest.raises(ValueError, match="del_all must be True/False or the text 'true'/'false'"):
+        parse_del_all(text)
