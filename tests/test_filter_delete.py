@@ -77,6 +77,28 @@ def test_random_paging_never_redeletes_nor_spins_on_still_indexed_ids(server):
     assert result.searches == len(searches)
 
 
+def test_random_paging_moves_past_a_page_of_ids_it_already_took():
+    # docs/operators.md, paging without a sort_field: "the offset moving past each page, ids taken
+    # in this pass skipped: no id is deleted twice and no page of already-deleted ids is searched
+    # again". Records indexed mid-pass can land ahead of the offset and push a whole page of ids
+    # already taken (deleted, still in the lagging index) under it.
+    from airflow_provider_vikingdb.filter_delete import OffsetPager
+
+    first, rest, arrived = ([f"{p}{i}" for i in range(5)] for p in ("a", "b", "n"))
+    offsets = []
+
+    def send(path, body):
+        offsets.append(body["offset"])
+        assert len(offsets) < 10, f"the pager keeps searching the same page: offsets {offsets}"
+        index = first + rest if len(offsets) == 1 else arrived + first + rest
+        page = index[body["offset"] : body["offset"] + body["limit"]]
+        return {"result": {"data": [{"id": i} for i in page]}}
+
+    pager = OffsetPager(send, {"index_name": "c_index"}, GROUP_A, page_size=5)
+    assert list(pager) == [first, rest]  # each id once; the arrivals are the next pass's
+    assert offsets == [0, 5, 10, 15]
+
+
 def test_records_that_the_first_pass_misses_are_found_by_another_pass(server):
     """The index applies deletes mid-pass and the offset slides past records: the next pass finds them."""
     server.index_lag = 0.0  # deletes reach the index at once: offsets skip records every page
