@@ -158,6 +158,21 @@ def test_records_arriving_after_the_count_cannot_push_the_delete_past_max_delete
     assert not retry_can_fix(caught.value)  # the cap is as low on the next try
 
 
+def test_a_pass_never_takes_the_total_past_max_delete_even_by_one(server):
+    # docs/operators.md: "A pass will not take the total past max_delete either (records that
+    # started to match after the count)": one late record is one too many.
+    server.load("c", rows(300))  # 200 match
+    hook = VikingDBHook()
+    runner = hook.filter_delete(
+        index_name="c_index", collection_name="c", filter=GROUP_A, max_delete=200, page_size=250
+    )
+    matched = runner.count()
+    server.load("c", [{"id": "late", "grp": "a", "created_at": 1}])
+    with pytest.raises(FilterDeleteError, match="more than max_delete=200") as caught:
+        runner.run(matched)
+    assert caught.value.result.ids_deleted == len(deleted_ids(server)) <= 200
+
+
 def test_a_search_error_fails_with_what_was_done(server):
     server.load("c", rows(300))
     with pytest.raises(FilterDeleteError, match="searching index 'c_index' failed") as caught:
