@@ -173,6 +173,18 @@ def test_a_pass_never_takes_the_total_past_max_delete_even_by_one(server):
     assert caught.value.result.ids_deleted == len(deleted_ids(server)) <= 200
 
 
+def test_what_still_matches_gets_another_pass_up_to_max_passes(server, monkeypatch):
+    # docs/operators.md: "What still matches gets another pass [...], up to max_passes (3)".
+    server.load("c", rows(30))
+    hook = VikingDBHook()
+    runner = hook.filter_delete(index_name="c_index", collection_name="c", filter=GROUP_A)
+    counts = iter([5, 2, 0])  # an index that still shows some matches after passes 1 and 2
+    monkeypatch.setattr(runner, "count", lambda: next(counts))
+    monkeypatch.setattr(runner, "_wait_for_index", lambda ids, at: None)
+    result = runner.run(20)
+    assert (result.passes, result.remaining) == (3, 0)
+
+
 def test_a_search_error_fails_with_what_was_done(server):
     server.load("c", rows(300))
     with pytest.raises(FilterDeleteError, match="searching index 'c_index' failed") as caught:
