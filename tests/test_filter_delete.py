@@ -290,6 +290,30 @@ def test_retention_takes_airflows_pendulum_duration_and_data_interval(server):
     assert cutoff == int(end.timestamp()) - 90 * 86400
 
 
+@pytest.mark.parametrize(
+    ("newest", "refused"),
+    [(1_767_225_600, True), (99_999_999_999, True), (10**11, False), (1_767_225_600_000, False)],
+)
+def test_time_unit_ms_on_a_field_of_seconds_is_refused_below_ten_to_the_eleven(newest, refused):
+    # docs/operators.md, unit mistakes: "when the newest matching record's value is below 10^11
+    # (1973 in milliseconds, the year 5138 in seconds) the task fails before deleting anything".
+    from airflow_provider_vikingdb._compat import AirflowFailException
+    from airflow_provider_vikingdb.operators.by_filter import _check_milliseconds
+
+    class Runner:
+        index_name = "c_index"
+
+        def newest(self, field):
+            return float(newest)
+
+    op = make(time_field="created_at", older_than=60, time_unit="ms", index_name="c_index")
+    if refused:
+        with pytest.raises(AirflowFailException, match=r"holds epoch seconds, it seems.*Set time_unit='s'"):
+            _check_milliseconds(op, Runner(), 1_767_225_540_000)
+    else:
+        _check_milliseconds(op, Runner(), 1_767_225_540_000)
+
+
 @pytest.mark.parametrize("indexed_before", [0, 60])
 def test_rows_written_just_before_are_deleted_once_the_index_shows_them(server, indexed_before):
     # A rollback by filter right after a load: the index shows the load's rows only later.
