@@ -138,6 +138,17 @@ def test_max_delete_refuses_a_larger_list_before_anything_is_sent(vikingdb_conne
     assert make(ids=ids[:100], max_delete=100).execute({})["ids_requested"] == 100  # the cap itself is fine
 
 
+def test_max_delete_refuses_even_one_id_over_the_cap(vikingdb_connection):
+    # docs/operators.md, Behaviour 8: "when more ids [...] are to be deleted than this, the task
+    # fails before sending anything".
+    ids = [f"r{n}" for n in range(101)]
+    vikingdb_connection.load("test_coll", [{"id": i} for i in ids])
+    with pytest.raises(AirflowFailException, match="would delete 101 ids, more than max_delete=100"):
+        make(ids=ids, max_delete=100).execute({})
+    assert vikingdb_connection.requests == []
+    assert len(vikingdb_connection.records("test_coll")) == 101
+
+
 @pytest.mark.parametrize("dry_run", [True, "true", "True"])
 def test_dry_run_sends_no_delete_and_counts_what_would_go_and_what_exists(vikingdb_connection, dry_run):
     server = vikingdb_connection
