@@ -23,7 +23,7 @@ from airflow_provider_vikingdb.hooks.vikingdb import (
     sign_headers,
 )
 from airflow_provider_vikingdb.transport import Answer, full_jitter, read_envelope
-from tests.hooks.conftest import API_KEY, SESSION_TOKEN, SK
+from tests.hooks.conftest import API_KEY, SECRETS, SESSION_TOKEN, SK
 
 
 @pytest.fixture
@@ -179,6 +179,19 @@ def test_retry_after_is_honoured(server, hook):
     server.fail_next(DELETE_PATH, status=503, code="ServiceUnavailable", headers={"Retry-After": "1.5"})
     hook.delete(["a"], collection_name="test_coll")
     assert delays == [1.5]
+
+
+def test_each_retry_is_logged_with_the_request_id_attempt_and_delay(server, hook, caplog, capfd):
+    # docs/hook.md: "Each retry is logged as a warning: method, path, status, code, request_id,
+    # the attempt count and the delay" (the request_id is what Volcengine support asks for).
+    server.fail_next(DELETE_PATH, status=503, code="ServiceUnavailable", headers={"Retry-After": "1.5"})
+    hook.delete(["a"], collection_name="test_coll")
+    failed = deletes(server)[0]
+    assert failed.status == 503 and failed.request_id
+    line = f"POST {DELETE_PATH}: 503 ServiceUnavailable (request_id={failed.request_id}); retry 1/5 in 1.50s"
+    logged = caplog.text + "".join(capfd.readouterr())  # Airflow's structlog may write to stdout
+    assert line in logged
+    assert not any(secret in logged for secret in SECRETS)  # read here, so checked here
 
 
 @pytest.mark.parametrize(("header", "delay"), [("3600", 60.0), ("-5", 0.0)])
