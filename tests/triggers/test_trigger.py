@@ -36,9 +36,19 @@ def make(ids=("r1", "r2"), *, timeout=10.0, poke_interval=0.1, **kwargs) -> Viki
     return VikingDBIndexSyncTrigger(**{**defaults, **kwargs})
 
 
+#: how long after its deadline a trigger may still be running before a test calls it stuck: one
+#: poke interval, a request's retries... far less than this. A trigger that ignored its deadline
+#: would otherwise hang the suite instead of failing it.
+OVERDUE = 30.0
+
+
 def first_event(trigger: VikingDBIndexSyncTrigger):
     async def go():
-        return await anext(trigger.run())
+        left = trigger.deadline - time.time() + OVERDUE
+        try:
+            return await asyncio.wait_for(anext(trigger.run()), left)
+        except asyncio.TimeoutError:
+            pytest.fail(f"no event {OVERDUE:g} s after the trigger's deadline (docs/sensor.md: Timeout)")
 
     return asyncio.run(go()).payload
 
@@ -302,7 +312,7 @@ def test_run_does_not_block_the_event_loop(server):
                 ticks += 1
 
         task = asyncio.create_task(ticker())
-        event = await anext(make(ids=["r1"], timeout=0.6, poke_interval=0.2).run())
+        event = await asyncio.wait_for(anext(make(ids=["r1"], timeout=0.6, poke_interval=0.2).run()), OVERDUE)
         task.cancel()
         return event, ticks
 
