@@ -54,9 +54,10 @@ def test_250_records_with_ttl_then_validation_fails_and_the_rollback_restores_th
     assert server.records("test_coll") == before
 
 
-def test_a_load_that_never_ran_leaves_nothing_to_roll_back(server):
+def test_a_load_that_never_ran_leaves_nothing_to_roll_back(server, capfd):
     # The extract fails: the load is upstream_failed and pushes nothing; one_failed still runs
     # the rollback, whose ids=load.written_ids then has no XCom to read (Airflow: XComNotFound).
+    # docs/operators.md: "the rollback logs that it wrote nothing and deletes nothing".
     before = server.records("test_coll")
     result = run_dag("e2e_upsert_rollback", conf={"records": records(5), "no_records": True})
     assert (result.tasks["make_records"], result.tasks["load"]) == ("failed", "upstream_failed")
@@ -64,6 +65,8 @@ def test_a_load_that_never_ran_leaves_nothing_to_roll_back(server):
     assert result.xcom["rollback"]["ids_deleted"] == 0
     assert upserts(server) == [] and [r for r in server.requests if r.path == DELETE_PATH] == []
     assert server.records("test_coll") == before
+    out = capfd.readouterr()
+    assert "Task 'load' never ran (it has no 'written_ids' XCom): it wrote nothing." in out.out + out.err
 
 
 def test_good_load_keeps_its_records_with_their_ttl_and_skips_the_rollback(server):
