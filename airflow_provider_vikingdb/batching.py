@@ -7,6 +7,9 @@ Rules a batched call keeps, whatever happens:
 - when the caller is interrupted (Airflow's execution timeout, SIGTERM), no new batch
   starts, no retry is made, requests in flight are abandoned, and the log says how many
   ids were done and which were not, before the interruption goes on up;
+- what happened is said three ways, wherever it is reported: acknowledged; outcome unknown
+  (the batch was sent and its answer was lost, timed out or abandoned: the service may have
+  applied it; ``VikingDBError.maybe_applied``); not done (refused, or never sent);
 - what was done is one byte per batch: nothing holds a second copy of the ids.
 
 Pure threading, no HTTP: ``send(batch, cancel)`` is the hook's.
@@ -21,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from airflow_provider_vikingdb.deadline import Cancel
-from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBError, sample
+from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBError, next_step, outcome_text
 from airflow_provider_vikingdb.ids import batched
 
 #: seconds the caller waits for workers to notice an interruption before it goes on
@@ -68,6 +71,12 @@ class BatchResult:
 Send = Callable[[Sequence[Any], Cancel], dict[str, Any]]
 #: the primary keys of a batch's items (for a delete, the batch itself)
 Keys = Callable[[Sequence[Any]], list[str | int]]
+#: ``on_unknown(batch, error)``: a batch whose outcome is unknown, with the error that ended it
+#: (None: it was in flight when the caller was interrupted)
+OnUnknown = Callable[[Sequence[Any], VikingDBError | None], None]
+
+#: a batch's state: not taken yet, acknowledged, taken by a worker (being sent, or failed)
+_NEW, _DONE, _TAKEN = 0, 1, 2
 
 
 def run_batches(
@@ -83,6 +92,7 @@ def run_batches(
     on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None,
     on_progress: Callable[[BatchResult], None] | None = None,
     result: BatchResult | None = None,
+    on_unknown: OnUnknown | None = None,
 ) -> BatchResult:
     """Send ``items`` in batches with up to ``concurrency`` requests in flight.
 
@@ -90,6 +100,8 @@ def run_batches(
     included) and comes back for another. ``send(batch, cancel)`` returns the envelope
     or raises ``VikingDBError``; ``on_batch(batch, envelope)`` runs (under the lock) for
     each acknowledged batch. Raises ``VikingDBBatchError`` when a batch failed for good.
+    When the call stops (a failure or an interruption), ``on_unknown(batch, error)`` runs
+    for each batch whose outcome is unknown, before the error goes on up.
     """
     total = -(-len(items) // batch_size)
     if result is None:
@@ -100,7 +112,7 @@ def run_batches(
         return result
     lock = threading.Lock()
     source = enumerate(batched(items, batch_size))
-    done = bytearray(total)  # done[n] = 1 once batch n + 1 was acknowledged
+    done = bytearray(total)  # done[n]: batch n + 1 is _NEW, _DONE or _TAKEN
     failed: dict[int, VikingDBError] = {}
     cancel = Cancel()
     started = time.monotonic()
@@ -108,6 +120,8 @@ def run_batches(
     caller = threading.current_thread()
 
     def one(number: int, batch: Sequence[Any]) -> bool:
+        with lock:
+            done[number] = _TAKEN
         try:
             envelope = send(batch, cancel)
         except VikingDBError as exc:
@@ -115,7 +129,7 @@ def run_batches(
                 failed[number + 1] = exc
             return False
         with lock:
-            done[number] = 1
+            done[number] = _DONE
             result.batches += 1
             result.ids_done += len(batch)
             result.request_ids.append(envelope.get("request_id") or "")
@@ -165,23 +179,33 @@ def run_batches(
                 if helper.ident is not None:  # started (the interrupt may come while starting them)
                     helper.join(max(deadline - time.monotonic(), 0))
             with lock:
-                done_keys, not_done = split_done(items, batch_size, done, keys)
+                # Taken and not ended: in flight when interrupted (the caller's own batch, a
+                # worker still stopping), so it may have been applied.
+                unknown = {n for n in range(total) if done[n] == _TAKEN and n + 1 not in failed}
+                unknown |= {n - 1 for n, exc in failed.items() if exc.maybe_applied}
+                outcomes = split_outcomes(items, batch_size, done, unknown, keys)
+                tell_unknown(items, batch_size, unknown, failed, on_unknown, log)
             log.error(
-                "VikingDB %s on %s interrupted: %d of %d ids acknowledged in %d of %d batches; "
-                "not acknowledged: %d ids%s (a request in flight when interrupted may or may not "
-                "have been applied). Nothing more will be sent.",
+                "VikingDB %s on %s interrupted: %s Nothing more will be sent. %s",
                 action,
                 target,
-                len(done_keys),
-                len(items),
-                result.batches,
-                total,
-                len(not_done),
-                sample(not_done),
+                outcome_text(
+                    action,
+                    done=len(outcomes[0]),
+                    requested=len(items),
+                    batches=result.batches,
+                    batches_total=total,
+                    unknown=outcomes[1],
+                    not_done=outcomes[2],
+                    unknown_why="in flight when interrupted: the service may have applied them",
+                ),
+                next_step(action, retry_helps=True),
             )
 
     if failed:
-        done_keys, not_done = split_done(items, batch_size, done, keys)
+        unknown = {n - 1 for n, exc in failed.items() if exc.maybe_applied}
+        done_keys, unknown_keys, not_done = split_outcomes(items, batch_size, done, unknown, keys)
+        tell_unknown(items, batch_size, unknown, failed, on_unknown, log)
         first = failed[min(failed)]
         raise VikingDBBatchError(
             first,
@@ -189,21 +213,52 @@ def run_batches(
             result=result,
             failed_batches=sorted(failed),
             done_ids=done_keys,
+            unknown_ids=unknown_keys,
             not_done_ids=not_done,
         ) from first
     report(log, action, result, started)
     return result
 
 
-def split_done(
-    items: Sequence[Any], batch_size: int, done: bytearray, keys: Keys
-) -> tuple[list[str | int], list[str | int]]:
-    """The keys of acknowledged batches, and of all the others."""
+def split_outcomes(
+    items: Sequence[Any], batch_size: int, done: bytearray, unknown: set[int], keys: Keys
+) -> tuple[list[str | int], list[str | int], list[str | int]]:
+    """The keys of acknowledged batches, of batches whose outcome is unknown (0-based numbers in
+    ``unknown``), and of all the others (refused, or never sent)."""
     done_keys: list[str | int] = []
+    unknown_keys: list[str | int] = []
     not_done: list[str | int] = []
     for number, batch in enumerate(batched(items, batch_size)):
-        (done_keys if done[number] else not_done).extend(keys(batch))
-    return done_keys, not_done
+        if done[number] == _DONE:
+            done_keys.extend(keys(batch))
+        elif number in unknown:
+            unknown_keys.extend(keys(batch))
+        else:
+            not_done.extend(keys(batch))
+    return done_keys, unknown_keys, not_done
+
+
+def tell_unknown(
+    items: Sequence[Any],
+    batch_size: int,
+    unknown: set[int],
+    failed: dict[int, VikingDBError],
+    on_unknown: OnUnknown | None,
+    log: Any,
+) -> None:
+    """``on_unknown(batch, error)`` for each batch whose outcome is unknown, in batch order.
+
+    Runs while the call is stopping: a callback that fails is logged, never raised over the
+    error (or the interruption) that stopped the call.
+    """
+    if on_unknown is None or not unknown:
+        return
+    for number, batch in enumerate(batched(items, batch_size)):
+        if number in unknown:
+            try:
+                on_unknown(batch, failed.get(number + 1))
+            except Exception as exc:
+                log.error("on_unknown for batch %d failed: %s: %s", number + 1, type(exc).__name__, exc)
 
 
 def report(log: Any, action: str, result: BatchResult, started: float) -> None:

@@ -46,10 +46,30 @@ class VikingDBError(Exception):
         rid = f" (request_id={self.request_id})" if self.request_id else ""
         return f"VikingDB {status}{code}{where}: {self.message}{rid}"
 
+    #: set by the request loop on the error it gives up with when an earlier attempt of the same
+    #: request was sent and its answer lost: that attempt may have been applied
+    earlier_attempt_lost: bool = False
+
     @property
     def retryable(self) -> bool:
         """Throttling, server errors and network failures may succeed when tried again."""
         return is_retryable_status(self.http_status)
+
+    @property
+    def answer_lost(self) -> bool:
+        """This attempt was sent and its answer was lost: cut off, timed out, or not an envelope."""
+        return False
+
+    @property
+    def maybe_applied(self) -> bool:
+        """The request may have been applied although no success came back (outcome unknown).
+
+        True when this attempt's answer was lost (``answer_lost``) or an earlier attempt's was
+        (``earlier_attempt_lost``). False for an answer the service gave (a 4xx, a 5xx: it
+        says what it did) and for a request that was never sent (a host that could not be
+        reached, bad input).
+        """
+        return self.answer_lost or self.earlier_attempt_lost
 
 
 class VikingDBConfigError(VikingDBError, ValueError):
@@ -78,34 +98,60 @@ class VikingDBThrottledError(VikingDBError):
     """HTTP 429: the collection's quota is used up for now."""
 
 
+#: codes of a request that was sent and whose answer was lost: it may have been applied
+ANSWER_LOST_CODES = frozenset(("IncompleteAnswer", "Timeout", "BadResponse"))
+
+
 class VikingDBConnectionError(VikingDBError):
     """No usable HTTP answer: the host could not be reached (``ConnectionError``: it got nothing), the
-    connection broke mid-answer (``IncompleteAnswer``: it may have been applied), or a timeout."""
+    connection broke mid-answer (``IncompleteAnswer``), a timeout (``Timeout``), or a 200 that is
+    not an envelope (``BadResponse``). The last three may have been applied (``maybe_applied``)."""
 
     @property
     def retryable(self) -> bool:
         return True
+
+    @property
+    def answer_lost(self) -> bool:
+        return self.code in ANSWER_LOST_CODES
 
 
 class VikingDBInterruptedError(VikingDBError):
     """The call was interrupted (the task was stopped) before it finished; nothing more is sent."""
 
     def __init__(
-        self, message: str = "interrupted: the task is stopping", *, path: str | None = None
+        self,
+        message: str = "interrupted: the task is stopping",
+        *,
+        path: str | None = None,
+        in_flight: bool = False,
     ) -> None:
+        #: an attempt was in flight (sent, its answer abandoned): it may have been applied
+        self.in_flight = in_flight
         super().__init__(message, code="Interrupted", path=path)
 
     @property
     def retryable(self) -> bool:
         return False
 
+    @property
+    def answer_lost(self) -> bool:
+        return self.in_flight
+
 
 class VikingDBBatchError(VikingDBError):
-    """A batched call stopped part-way: says what was and was not done.
+    """A batched call stopped part-way: says what was done, what may have been, and what was not.
 
-    ``done_ids`` were acknowledged by the service; ``not_done_ids`` were not (their
-    batch failed, or was never sent once a permanent error was seen). ``result`` is
-    the ``BatchResult`` of what was done, ``cause`` the error that stopped it.
+    Three disjoint lists of keys (ids for a delete, primary keys for an upsert), in batch order:
+
+    - ``done_ids``: acknowledged by the service;
+    - ``unknown_ids``: outcome unknown: their batch was sent and its answer was lost (cut off,
+      timed out, not an envelope; ``VikingDBError.maybe_applied``), so the service may have
+      applied it. A rollback must treat them as written, a delete as possibly still there;
+    - ``not_done_ids``: not applied: their batch was refused, or never sent.
+
+    ``result`` is the ``BatchResult`` of what was acknowledged, ``cause`` the error that stopped
+    it, ``failed_batches`` the 1-based numbers of the batches that failed.
     """
 
     def __init__(
@@ -117,17 +163,30 @@ class VikingDBBatchError(VikingDBError):
         failed_batches: list[int],
         done_ids: list[str | int],
         not_done_ids: list[str | int],
+        unknown_ids: list[str | int] | None = None,
     ) -> None:
         self.cause = cause
         self.result = result
         self.failed_batches = failed_batches
         self.done_ids = done_ids
+        self.unknown_ids = list(unknown_ids or ())
         self.not_done_ids = not_done_ids
         summary = (
-            f"{action} stopped on {result.target}: batch {', '.join(map(str, failed_batches))} of "
-            f"{result.batches_total} failed with {cause}. Done before it stopped: {len(done_ids)} of "
-            f"{result.ids_requested} ids in {result.batches} batches. Not done: {len(not_done_ids)} ids"
-            f"{sample(not_done_ids)}."
+            f"{action} stopped on {result.target}: {'batch' if len(failed_batches) == 1 else 'batches'} "
+            f"{', '.join(map(str, failed_batches))} of {result.batches_total} failed with "
+            f"{end_sentence(str(cause))} "
+            + outcome_text(
+                action,
+                done=len(done_ids),
+                requested=result.ids_requested,
+                batches=result.batches,
+                batches_total=result.batches_total,
+                unknown=self.unknown_ids,
+                not_done=not_done_ids,
+                unknown_why="sent, but the answer was lost or timed out: the service may have applied them",
+            )
+            + " "
+            + next_step(action, retry_helps=cause.retryable or cause.maybe_applied)
         )
         super().__init__(
             summary,
@@ -142,6 +201,62 @@ class VikingDBBatchError(VikingDBError):
     @property
     def retryable(self) -> bool:
         return False
+
+
+def outcome_text(
+    action: str,
+    *,
+    done: int,
+    requested: int,
+    batches: int,
+    batches_total: int,
+    unknown: Sequence[object],
+    not_done: Sequence[object],
+    unknown_why: str,
+) -> str:
+    """The three-way split of a batched call, one sentence: acknowledged, outcome unknown, not done.
+
+    ``100 of 300 ids acknowledged in 1 of 3 batches; outcome unknown: 200 ids (first: ...) (why);
+    not deleted (refused, or never sent): 0 ids.``
+    """
+    verb = "deleted" if action == "delete" else "written"
+    return (
+        f"{done} of {plural(requested, 'id')} acknowledged in {batches} of {plural(batches_total, 'batch')}; "
+        f"outcome unknown: {plural(len(unknown), 'id')}{sample(unknown)}"
+        f"{f' ({unknown_why})' if unknown else ''}; "
+        f"not {verb} (refused, or never sent): {plural(len(not_done), 'id')}{sample(not_done)}."
+    )
+
+
+def next_step(action: str, *, retry_helps: bool) -> str:
+    """What to do after a batched call stopped part-way (the last sentence of its messages)."""
+    again = "deletes" if action == "delete" else "upserts"
+    if retry_helps:
+        return (
+            f"{again.capitalize()} are idempotent: clearing the task (or an Airflow retry) sends "
+            "the unknown and the missing ones again and finishes the job."
+        )
+    return (
+        f"Fix the cause above, then clear the task: {again} are idempotent, so what was already "
+        "applied is harmless to send again."
+    )
+
+
+def plural(count: int, word: str) -> str:
+    """``1 id``, ``2 ids``, ``1 batch``, ``3 batches``."""
+    if count == 1:
+        return f"{count} {word}"
+    return f"{count} {word}{'es' if word.endswith(('s', 'sh', 'ch', 'x')) else 's'}"
+
+
+def end_sentence(text: str) -> str:
+    """``text`` ending in one full stop: ``"failed: x"`` and ``"failed: x."`` both give ``"failed: x."``.
+
+    Messages quote other messages (a cause, a hint that ends its own sentence) and go on
+    after them; this is where the full stop between them is decided, once.
+    """
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def is_retryable_status(status: int | None) -> bool:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_vikingdb.exceptions import VikingDBError
+from airflow_provider_vikingdb.exceptions import VikingDBError, end_sentence, plural
 from airflow_provider_vikingdb.filters import and_filters
 from airflow_provider_vikingdb.index_sync import (
     DEFAULT_MAX_CHECKED_IDS,
@@ -242,7 +242,8 @@ class FilterDeleteResult:
 
     def progress(self) -> str:
         return (
-            f"{self.ids_deleted} ids deleted from {self.target} in {self.pages} pages ({self.passes} passes)"
+            f"{plural(self.ids_deleted, 'id')} deleted from {self.target} in {plural(self.pages, 'page')} "
+            f"({plural(self.passes, 'pass')})"
         )
 
 
@@ -488,7 +489,7 @@ class FilterDelete:
             raise
         except VikingDBError as exc:
             raise FilterDeleteError(
-                f"{what} failed: {exc}. {self.result.progress()}", self.result, exc
+                f"{what} failed: {end_sentence(str(exc))} {self.result.progress()}", self.result, exc
             ) from exc
 
     def _one_pass(self, pager: ScalarPager | OffsetPager) -> tuple[list[Any], float]:
@@ -539,7 +540,8 @@ class FilterDelete:
                     if done is not None:
                         self.result.add(done)
                     raise FilterDeleteError(
-                        f"deleting page {self.result.pages} failed: {exc}. {self.result.progress()}",
+                        f"deleting page {self.result.pages} failed: {end_sentence(str(exc))} "
+                        f"{self.result.progress()}",
                         self.result,
                         exc,
                     ) from exc
@@ -555,7 +557,8 @@ class FilterDelete:
             error = failure[0]
             if isinstance(error, VikingDBError):
                 raise FilterDeleteError(
-                    f"searching index {self.index_name!r} failed: {error}. {self.result.progress()}",
+                    f"searching index {self.index_name!r} failed: {end_sentence(str(error))} "
+                    f"{self.result.progress()}",
                     self.result,
                     error,
                 ) from error

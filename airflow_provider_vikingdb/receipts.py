@@ -5,7 +5,15 @@ counts and the last request id; a receipt keeps every acknowledged batch:
 
     {"kind": "batch", "target": "collection 'docs'", "ids": ["a", "b"], "request_id": "...", "time": "..."}
     ...
-    {"kind": "final", "target": ..., "run": {...}, "outcome": "success", "counts": {...}, ...}
+    {"kind": "unknown", "target": ..., "ids": ["c", "d"], "request_id": null, "error": "...", "time": "..."}
+    {"kind": "final", "target": ..., "run": {...}, "outcome": "failed", "counts": {...}, ...}
+
+An ``unknown`` line is a batch whose outcome is unknown: it was sent and its answer was lost
+(cut off, timed out, abandoned by an interruption), so the service may have deleted its ids.
+The final line's ``counts`` say ``ids_deleted`` (acknowledged) and ``batches``; when the delete
+did not succeed they split the ids three ways: ``ids_deleted``, ``ids_unknown`` and (when the
+number requested is known) ``ids_not_deleted`` (refused, or never sent: ``ids_requested`` less
+the other two).
 
 Use it from any delete path (ids, ``del_all``, delete-by-filter)::
 
@@ -14,8 +22,9 @@ Use it from any delete path (ids, ``del_all``, delete-by-filter)::
         receipt.finish("success", summary)
 
 ``batch(ids, request_id)`` writes one line per acknowledged batch (``on_batch`` is the
-hook's callback shape); ``finish(outcome, summary)`` the last line. Leaving the block on an
-exception writes the last line by itself (outcome ``failed``, or ``interrupted`` for a
+hook's callback shape), ``unknown(ids, error)`` one per batch whose outcome is unknown
+(``on_unknown`` is the hook's callback shape); ``finish(outcome, summary)`` the last line.
+Leaving the block on an exception writes the last line by itself (outcome ``failed``, or ``interrupted`` for a
 timeout or a kill), with what was done until then and the error; leaving it normally
 without ``finish`` writes ``success``. A second ``finish`` is ignored.
 
@@ -109,6 +118,7 @@ class Receipt:
         self.run = dict(run or {})
         self.requested = requested
         self.ids_deleted = 0
+        self.ids_unknown = 0
         self.batches = 0
         self.del_all = False
         self.finished = False
@@ -170,6 +180,26 @@ class Receipt:
         """``batch`` in the shape of the hook's ``on_batch(batch, envelope)`` callback."""
         self.batch(ids, envelope.get("request_id") or None)
 
+    def unknown(self, ids: Sequence[str | int], error: BaseException | None = None) -> None:
+        """One batch whose outcome is unknown (sent, answer lost): its ids and the error that ended it."""
+        id_list = list(ids)
+        line = {
+            "kind": "unknown",
+            "target": self.target,
+            "ids": id_list,
+            "request_id": getattr(error, "request_id", None),
+            "error": f"{type(error).__name__}: {error}"
+            if error is not None
+            else "in flight when interrupted",
+        }
+        with self._lock:
+            self.ids_unknown += len(id_list)
+            self._write({**line, "time": _now()})
+
+    def on_unknown(self, ids: Sequence[str | int], error: BaseException | None = None) -> None:
+        """``unknown`` in the shape of the hook's ``on_unknown(batch, error)`` callback."""
+        self.unknown(ids, error)
+
     def delete_all(self, request_id: str | None, records_before: int | None = None) -> None:
         """The one request of a ``del_all`` (it names no ids); ``records_before`` if counted."""
         line = {
@@ -195,6 +225,11 @@ class Receipt:
             counts: dict[str, Any] = {"ids_deleted": self.ids_deleted, "batches": self.batches}
             if self.requested is not None:
                 counts["ids_requested"] = self.requested
+            if outcome != "success" and not self.del_all:
+                # A delete that stopped: what may have been deleted, and what was not.
+                counts["ids_unknown"] = self.ids_unknown
+                if self.requested is not None:
+                    counts["ids_not_deleted"] = max(self.requested - self.ids_deleted - self.ids_unknown, 0)
             if self.del_all:
                 counts["del_all"] = True
             line: dict[str, Any] = {

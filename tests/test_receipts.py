@@ -37,7 +37,7 @@ def test_an_error_in_the_block_writes_a_failed_final_line_with_what_was_done(tmp
         raise RuntimeError("batch 2 of 3 failed")
     final = lines(path)[-1]
     assert final["outcome"] == "failed" and final["error"] == "RuntimeError: batch 2 of 3 failed"
-    assert final["counts"] == {"ids_deleted": 2, "batches": 1}
+    assert final["counts"] == {"ids_deleted": 2, "batches": 1, "ids_unknown": 0}
 
 
 def test_an_interruption_is_not_a_failure(tmp_path):

@@ -305,12 +305,13 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
         timeouts = (connect_timeout(cfg.timeout), cfg.timeout)
         state = RetryState(cfg.max_retries, self.throttle_retries, paced=limiter is not None)
         began = time.monotonic()
+        lost = False  # an attempt was sent and its answer lost: the request may have been applied
         while True:
             if cancel is not None and cancel.is_set():
-                raise VikingDBInterruptedError(path=path)
+                raise _lost_before(VikingDBInterruptedError(path=path), lost)
             ticket = limiter.acquire(rows, sleep=self._waiter(cancel)) if limiter else 0.0
             if cancel is not None and cancel.is_set():
-                raise VikingDBInterruptedError(path=path)
+                raise _lost_before(VikingDBInterruptedError(path=path), lost)
             headers = self.signed_headers(method, path, payload)
             failure: tuple[str, str] | None = None
             answer: Answer | None = None
@@ -321,8 +322,8 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
                 except Exception as exc:  # built into an error below, outside this block: the
                     failure = classify_requests_error(exc)  # cause holds the request's headers
             # Decided outside the except block, so no error keeps the cause (and its headers) alive.
-            if current.expired == INTERRUPTED:
-                raise VikingDBInterruptedError(path=path)
+            if current.expired == INTERRUPTED:  # abandoned in flight: it may have been applied
+                raise _lost_before(VikingDBInterruptedError(path=path, in_flight=True), lost)
             if answer is not None:
                 envelope, error = read_envelope(answer, path, cfg.secrets)
                 if error is None:
@@ -345,7 +346,8 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
             elif delay is not None and stats is not None:
                 stats.count(retries=1)
             if delay is None:
-                raise gave_up(error, state, time.monotonic() - began, rows)
+                raise _lost_before(gave_up(error, state, time.monotonic() - began, rows), lost)
+            lost = lost or error.maybe_applied
             self._log_retry(method, path, error, state, delay, paced=limiter is not None)
             if delay > 0:
                 self._waiter(cancel)(delay)
@@ -461,3 +463,10 @@ class VikingDBHook(VikingDBWritesMixin, VikingDBReadsMixin, BaseHook):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _lost_before(error: VikingDBError, lost: bool) -> VikingDBError:
+    """``error``, marked ``maybe_applied`` when an earlier attempt of its request lost its answer."""
+    if lost:
+        error.earlier_attempt_lost = True
+    return error

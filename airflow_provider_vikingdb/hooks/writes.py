@@ -13,7 +13,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_vikingdb.arguments import check_positive_int
-from airflow_provider_vikingdb.batching import BatchResult, Keys, run_batches
+from airflow_provider_vikingdb.batching import BatchResult, Keys, OnUnknown, run_batches
 from airflow_provider_vikingdb.deadline import Cancel
 from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBConfigError
 from airflow_provider_vikingdb.ids import MAX_BATCH_SIZE, batched, check_batch_size, normalize_ids
@@ -52,14 +52,18 @@ class VikingDBWritesMixin(_Base):
         max_concurrency: int | None = None,
         on_progress: Callable[[BatchResult], None] | None = None,
         on_batch: Callable[[Sequence[str | int], dict[str, Any]], None] | None = None,
+        on_unknown: OnUnknown | None = None,
     ) -> BatchResult:
         """Delete ``ids`` (validated and de-duplicated first) in batches, or everything with ``del_all``.
 
         Nothing is sent unless every id is valid. The first batch goes alone; then batches
         go ``max_concurrency`` at a time, paced to the collection's quota. After a permanent
         error no new batch is sent, batches in flight finish, and ``VikingDBBatchError`` says
-        which ids were deleted and which were not. ``on_batch(ids, envelope)`` runs for every
-        acknowledged batch, one at a time (a deletion receipt writes its lines from it).
+        which ids were deleted (``done_ids``), which may have been (``unknown_ids``: sent, the
+        answer lost) and which were not (``not_done_ids``). ``on_batch(ids, envelope)`` runs for
+        every acknowledged batch, one at a time (a deletion receipt writes its lines from it);
+        ``on_unknown(ids, error)`` for every batch whose outcome is unknown when the call stops
+        (failed, or interrupted: then ``error`` is None for a batch that was in flight).
         """
         target = Target.of(collection_name, resource_id)
         if del_all:
@@ -83,6 +87,7 @@ class VikingDBWritesMixin(_Base):
             max_concurrency=max_concurrency,
             on_progress=on_progress,
             on_batch=on_batch,
+            on_unknown=on_unknown,
         )
 
     def upsert(
@@ -98,6 +103,7 @@ class VikingDBWritesMixin(_Base):
         on_batch: Callable[[Sequence[Mapping[str, Any]], dict[str, Any]], None] | None = None,
         on_progress: Callable[[BatchResult], None] | None = None,
         chunk_rows: int | None = None,
+        on_unknown: OnUnknown | None = None,
     ) -> BatchResult:
         """Write ``rows`` (dicts of field -> value) in batches of at most ``batch_size`` (≤ 100).
 
@@ -109,8 +115,10 @@ class VikingDBWritesMixin(_Base):
         1..2**31-1) goes with every batch.
 
         ``on_batch(rows, envelope)`` runs for every batch the service acknowledged (one at a
-        time). Returns the same summary as ``delete`` (``ids_done`` counts rows written);
-        ``VikingDBBatchError`` (``done_ids``: the keys written) when a batch fails for good.
+        time), ``on_unknown(rows, error)`` for every batch whose outcome is unknown when the
+        call stops. Returns the same summary as ``delete`` (``ids_done`` counts rows written);
+        ``VikingDBBatchError`` (``done_ids``: the keys written; ``unknown_ids``: the keys that
+        may have been) when a batch fails for good.
         """
         target = Target.of(collection_name, resource_id)
         check_batch_size(batch_size)
@@ -130,6 +138,7 @@ class VikingDBWritesMixin(_Base):
             "max_concurrency": max_concurrency,
             "on_batch": on_batch,
             "on_progress": on_progress,
+            "on_unknown": on_unknown,
         }
         if isinstance(rows, Sequence) and not isinstance(rows, (str, bytes, bytearray)):
             try:
@@ -195,6 +204,7 @@ class VikingDBWritesMixin(_Base):
                     result=result,
                     failed_batches=[batches_before + n for n in exc.failed_batches],
                     done_ids=done + exc.done_ids,
+                    unknown_ids=exc.unknown_ids,
                     not_done_ids=exc.not_done_ids + rest,
                 ) from exc.cause
             done.extend(chunk.ids)
@@ -217,6 +227,7 @@ class VikingDBWritesMixin(_Base):
         on_progress: Callable[[BatchResult], None] | None = None,
         on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None,
         result: BatchResult | None = None,
+        on_unknown: OnUnknown | None = None,
     ) -> BatchResult:
         concurrency = max_concurrency or self.max_concurrency
         if result is None:
@@ -248,6 +259,7 @@ class VikingDBWritesMixin(_Base):
             on_batch=on_batch,
             on_progress=on_progress,
             result=result,
+            on_unknown=on_unknown,
         )
 
     def _resize_pool(self, size: int) -> None:

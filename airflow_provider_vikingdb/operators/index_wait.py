@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_vikingdb._compat import AirflowException
 from airflow_provider_vikingdb.arguments import rendered_text
-from airflow_provider_vikingdb.exceptions import VikingDBError
+from airflow_provider_vikingdb.exceptions import VikingDBError, end_sentence
 from airflow_provider_vikingdb.index_sync import (
     IndexSyncCheck,
     default_timeout,
@@ -87,7 +87,8 @@ class IndexWaitMixin(_Base):
             if not exc.retryable:
                 fail_try(
                     self,
-                    f"cannot read index {index_name!r} (wait_for_index): {exc}. Nothing was deleted.",
+                    f"cannot read index {index_name!r} (wait_for_index): {end_sentence(str(exc))} "
+                    "Nothing was deleted.",
                     exc,
                 )
             self.log.warning(
@@ -145,7 +146,11 @@ class IndexWaitMixin(_Base):
                 log=self.log,
             )
         except VikingDBError as exc:  # permanent (a wrong index name, the credentials), or interrupted
-            fail_try(self, f"waiting for index {index_name!r} failed: {exc}. {_delete_done(summary)}", exc)
+            fail_try(
+                self,
+                f"waiting for index {index_name!r} failed: {end_sentence(str(exc))} {_delete_done(summary)}",
+                exc,
+            )
         if not synced:
             raise IndexNotSyncedError(
                 f"{type(self).__name__} {self.task_id!r}: timed out after {time.time() - started_at:.1f}s: "

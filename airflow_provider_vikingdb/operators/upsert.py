@@ -1,6 +1,7 @@
 """VikingDBUpsertOperator: write records into a VikingDB collection, and say which ids were written.
 
-The load side of an ETL rollback. The ids the service acknowledged go to XCom key
+The load side of an ETL rollback. The ids the service acknowledged, and those of batches whose
+outcome is unknown (sent, the answer lost: they may have been written), go to XCom key
 ``written_ids`` whatever happens (success, a batch failing part-way, an interruption), so
 ``VikingDBDeleteOperator(ids=load.written_ids, trigger_rule="one_failed")`` takes back
 exactly what the load wrote. Records can carry a TTL (the service deletes them itself).
@@ -24,7 +25,7 @@ from airflow_provider_vikingdb.arguments import (
     rendered_target,
 )
 from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
-from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBError
+from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBError, end_sentence, plural
 from airflow_provider_vikingdb.ids import check_batch_size
 from airflow_provider_vikingdb.operators._hook import BatchedHookMixin
 from airflow_provider_vikingdb.receipts import storage_path
@@ -44,7 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["WRITTEN_IDS_KEY", "VikingDBUpsertOperator"]
 
-#: XCom key of the ids the service acknowledged (pushed on success, failure and interruption)
+#: XCom key of the ids the service acknowledged or may have written (outcome unknown), pushed on
+#: success, failure and interruption
 WRITTEN_IDS_KEY = "written_ids"
 #: what ``written_ids`` holds while a load runs, before anything is sent: a load killed outright
 #: (out of memory, SIGKILL) leaves it, and a rollback by ids then says it cannot know what to delete
@@ -79,7 +81,9 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
     bad one is named with its position and nothing is sent.
 
     Pushes the acknowledged ids to XCom key ``written_ids`` (also when a batch fails part-way
-    or the task is interrupted; ``[]`` when bad input stopped it before sending). ``written_ids``
+    or the task is interrupted; ``[]`` when bad input stopped it before sending), with the ids
+    of any batch whose outcome is unknown (sent, the answer lost or abandoned): they may have
+    been written, and deleting an id that never was is harmless. ``written_ids``
     (the attribute) is that XCom as an XComArg, for the rollback's ``ids``. Returns a summary:
     ``target``, ``records``, ``ids_written``, ``batches``, ``throttled``, ``retries``, ``ttl``,
     ``last_request_id``.
@@ -139,6 +143,7 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         written: list[str | int] = []
+        self._unknown_written = 0  # of ``written``: ids whose batch's outcome is unknown
         # Before anything is sent: a rollback that finds no written_ids at all knows the load
         # never ran; one that finds this knows it ran and was killed before saying what it wrote.
         if (ti := context.get("ti")) is not None:
@@ -183,6 +188,13 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
         def acknowledged(batch: Sequence[Mapping[str, Any]], envelope: dict[str, Any]) -> None:
             written.extend(row[id_field] for row in batch)  # one batch at a time (the pool's lock)
 
+        def maybe_written(batch: Sequence[Mapping[str, Any]], error: VikingDBError | None) -> None:
+            # Sent, the answer lost: the rows may be in the collection. A rollback must delete
+            # them (deleting an id never written is harmless; leaving one written is not).
+            keys = [row[id_field] for row in batch]
+            written.extend(keys)
+            self._unknown_written += len(keys)
+
         self.log.info(
             "Upserting %s into %s in batches of at most %d%s",
             source,
@@ -198,13 +210,15 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
                 batch_size=self.batch_size,
                 max_concurrency=self.max_concurrency,
                 on_batch=acknowledged,
+                on_unknown=maybe_written,
                 **target.body,
             )
         except VikingDBBatchError as exc:
             fail_try(
                 self,
-                f"{exc} XCom {WRITTEN_IDS_KEY!r} holds the {len(written)} ids the service acknowledged: "
-                f"a rollback deletes them with VikingDBDeleteOperator(ids={self.task_id}.written_ids).",
+                f"{end_sentence(str(exc))} XCom {WRITTEN_IDS_KEY!r} holds "
+                f"{self._written_text(len(written))}: a rollback deletes them with "
+                f"VikingDBDeleteOperator(ids={self.task_id}.written_ids).",
                 exc,
             )
         except VikingDBError as exc:  # e.g. a record of the file that changed after it was checked
@@ -213,10 +227,10 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
             if isinstance(rows, Generator):
                 rows.close()  # closes the file
         self.log.info(
-            "Wrote %d records to %s in %d batches (%d throttled, %d retries).",
-            result.ids_done,
+            "Wrote %s to %s in %s (%d throttled, %d retries).",
+            plural(result.ids_done, "record"),
             result.target,
-            result.batches,
+            plural(result.batches, "batch"),
             result.throttled,
             result.retries,
         )
@@ -269,7 +283,18 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
             if not failing:  # a failing task's own error says more than this one
                 raise
             return
-        self.log.info("XCom %r: %d ids written by this try.", WRITTEN_IDS_KEY, len(written))
+        self.log.info("XCom %r holds %s (this try).", WRITTEN_IDS_KEY, self._written_text(len(written)))
+
+    def _written_text(self, count: int) -> str:
+        """``the 100 ids the service acknowledged`` (and those whose outcome is unknown)."""
+        unknown = getattr(self, "_unknown_written", 0)
+        text = f"the {plural(count - unknown, 'id')} the service acknowledged"
+        if unknown:
+            text += (
+                f" and the {plural(unknown, 'id')} whose outcome is unknown (sent, the answer lost: "
+                "they may have been written)"
+            )
+        return text
 
     def _checked_target(self) -> Target:
         try:

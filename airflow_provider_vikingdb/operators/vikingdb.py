@@ -27,7 +27,7 @@ from airflow_provider_vikingdb.arguments import (
     rendered_text,
 )
 from airflow_provider_vikingdb.connection import DEFAULT_CONN_ID
-from airflow_provider_vikingdb.exceptions import VikingDBError
+from airflow_provider_vikingdb.exceptions import VikingDBError, end_sentence, plural
 from airflow_provider_vikingdb.filter_delete import DEFAULT_MAX_PASSES, MAX_PAGE_SIZE
 from airflow_provider_vikingdb.ids import InvalidIdsError, check_batch_size, normalize_ids
 from airflow_provider_vikingdb.index_sync import (
@@ -335,6 +335,7 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
                     batch_size=self.batch_size,
                     max_concurrency=self.max_concurrency,
                     on_batch=receipt.on_batch if receipt else None,
+                    on_unknown=receipt.on_unknown if receipt else None,
                     **target.body,
                 )
                 deleted_at = time.time()
@@ -344,10 +345,10 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
         except VikingDBError as exc:  # after the receipt recorded it: says what was and was not done
             fail_try(self, str(exc), exc)
         self.log.info(
-            "Deleted %d ids from %s in %d batches (%d throttled, %d retries).",
-            result.ids_deleted,
+            "Deleted %s from %s in %s (%d throttled, %d retries).",
+            plural(result.ids_deleted, "id"),
             result.target,
-            result.batches,
+            plural(result.batches, "batch"),
             result.throttled,
             result.retries,
         )
@@ -372,7 +373,8 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
                 if must_count or exc.retryable:
                     fail_try(
                         self,
-                        f"cannot count the records in index {count_index!r}: {exc}. Nothing was sent.",
+                        f"cannot count the records in index {count_index!r}: {end_sentence(str(exc))} "
+                        "Nothing was sent.",
                         exc,
                     )
                 self.log.warning("Cannot count the records before del_all (%s); deleting anyway.", exc)

@@ -275,7 +275,13 @@ def test_permanent_error_stops_and_reports_what_was_and_was_not_deleted(server, 
     assert err.done_ids == ids[:200]
     assert err.not_done_ids == ids[200:]
     assert sorted(server.records("test_coll")) == sorted(ids[200:])
-    assert "200 of 450 ids in 2 batches" in str(err)
+    assert err.unknown_ids == []  # a 404 is the service's answer: that batch was not applied
+    assert "200 of 450 ids acknowledged in 2 of 5 batches" in str(err)
+    assert "not deleted (refused, or never sent): 250 ids (first: 'id200'" in str(err)
+    assert str(err).endswith(
+        "Fix the cause above, then clear the task: deletes are idempotent, "
+        "so what was already applied is harmless to send again."
+    )
     assert "batch 3 of 5" in str(err)
     assert "NotFound.VikingdbCollection" in str(err)
 
