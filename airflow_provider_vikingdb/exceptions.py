@@ -183,7 +183,7 @@ class VikingDBBatchError(VikingDBError):
                 batches_total=result.batches_total,
                 unknown=self.unknown_ids,
                 not_done=not_done_ids,
-                unknown_why="sent, but the answer was lost or timed out: the service may have applied them",
+                unknown_why="sent, but no usable answer came back: the service may have applied them",
             )
             + " "
             + next_step(action, retry_helps=cause.retryable or cause.maybe_applied)

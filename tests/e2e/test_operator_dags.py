@@ -136,7 +136,8 @@ def test_permanent_error_stops_at_once_and_says_how_far_it_got(server, capfd, mo
     assert len([k for k in server.records("test_coll") if k.startswith("p")]) == 300
     text = capfd.readouterr().out
     assert "InvalidParameter" in text and "ids rejected" in text and "request_id=" in text
-    assert "200 of 500 ids in 2 batches" in text
+    assert "200 of 500 ids acknowledged in 2 of 5 batches; outcome unknown: 0 ids;" in text
+    assert "not deleted (refused, or never sent): 300 ids" in text
     assert "batch 3 of 5" in text
 
 

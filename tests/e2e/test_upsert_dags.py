@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -192,7 +193,81 @@ def test_delete_receipt_of_a_run_that_failed_part_way(server, tmp_path):
     listed = [i for b in batches for i in b["ids"]]
     assert len(listed) == len(set(listed)) and set(listed) == set(ids) - set(server.records("test_coll"))
     assert final["outcome"] == "failed" and "InvalidParameter" in final["error"]
-    assert final["counts"] == {"ids_deleted": len(listed), "batches": len(batches), "ids_requested": 300}
+    assert final["counts"] == {
+        "ids_deleted": len(listed),
+        "batches": len(batches),
+        "ids_requested": 300,
+        "ids_unknown": 0,  # a 400 is the service's answer: that batch was not applied
+        "ids_not_deleted": 300 - len(listed),
+    }
+
+
+def use_extra(server, monkeypatch, **extra):
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(extra)
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+
+
+@pytest.mark.parametrize("fault", ["cut", "stall"])
+def test_a_delete_whose_answers_were_lost_says_acknowledged_unknown_and_not_sent(
+    server, tmp_path, capfd, monkeypatch, fault
+):
+    ids = [f"x{n:04d}" for n in range(1000)]
+    server.load("test_coll", [{"id": i} for i in ids])
+    if fault == "cut":  # applied, then the answer cut off: every attempt after the first batch
+        use_extra(server, monkeypatch, max_retries=1)
+        server.cut_next(DELETE_PATH, where="body", applied=True, times=50, after=1)
+    else:  # past the timeout: the server applies each one after the client gave up on it
+        use_extra(server, monkeypatch, max_retries=0, timeout=1)
+        server.stall_next(DELETE_PATH, seconds=2, times=50, after=1)
+    receipt = tmp_path / "del.jsonl"
+    result = run_dag("e2e_delete_receipt", conf={"ids": ids, "receipt": f"file://{receipt}"})
+    assert result.tasks["delete"] == "failed"
+    time.sleep(2.5 if fault == "stall" else 0)  # the stalled deletes land
+    gone = set(ids) - set(server.records("test_coll"))
+    lines = read_receipt(f"file://{receipt}")
+    acknowledged = [i for line in lines if line["kind"] == "batch" for i in line["ids"]]
+    unknown = [i for line in lines if line["kind"] == "unknown" for i in line["ids"]]
+    final = lines[-1]
+    # The first batch is acknowledged; the batches in flight when it stopped (up to 4) were all
+    # applied by the server, and none of those after them was sent.
+    assert acknowledged == ids[:100]
+    assert 100 <= len(unknown) <= 400 and set(acknowledged) | set(unknown) == gone
+    not_sent = len(ids) - len(gone)
+    assert final["outcome"] == "failed"
+    assert final["counts"] == {
+        "ids_deleted": 100,
+        "batches": 1,
+        "ids_requested": 1000,
+        "ids_unknown": len(unknown),
+        "ids_not_deleted": not_sent,
+    }
+    code = "IncompleteAnswer" if fault == "cut" else "Timeout"
+    assert all(line["error"].startswith(f"VikingDBConnectionError: VikingDB {code}")
+               for line in lines if line["kind"] == "unknown")  # fmt: skip
+    out = capfd.readouterr()
+    text = out.out + out.err
+    assert (
+        f"100 of 1000 ids acknowledged in 1 of 10 batches; outcome unknown: {len(unknown)} ids "
+        f"(first: '{unknown[0]}'" in text
+    )
+    assert f"not deleted (refused, or never sent): {not_sent} ids" in text
+    assert "clearing the task (or an Airflow retry) sends the unknown and the missing ones again" in text
+    assert "Not done" not in text
+
+
+def test_a_load_whose_answer_was_lost_is_rolled_back_whole(server, capfd, monkeypatch):
+    before = server.records("test_coll")
+    use_extra(server, monkeypatch, max_retries=1)
+    server.cut_next(UPSERT_PATH, where="body", applied=True, times=50, after=1)
+    result = run_dag("e2e_upsert_rollback", conf={"records": records(500)})
+    assert result.tasks["load"] == "failed" and result.tasks["rollback"] == "success", result
+    written = result.xcom_keys["written_ids"]["load"]
+    landed = [row["id"] for r in upserts(server) for row in r.body["data"]]  # applied, answered or not
+    assert sorted(written) == sorted(set(landed)) and len(written) > 100
+    assert server.records("test_coll") == before  # the rollback took back the unknown rows too
+    out = capfd.readouterr()
+    assert f"and the {len(written) - 100} ids whose outcome is unknown" in out.out + out.err
 
 
 def test_del_all_receipt(server, tmp_path):

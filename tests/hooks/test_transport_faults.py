@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from airflow_provider_vikingdb.exceptions import VikingDBError
+from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBError
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, FETCH_IN_INDEX_PATH, VikingDBHook
 from tests.hooks.conftest import API_KEY, SESSION_TOKEN, SK
 
@@ -248,6 +248,97 @@ def test_a_long_detail_is_shortened_at_a_word_boundary_and_says_so():
     assert len(detail) <= len("OSError: ") + 300
     assert all(word in words for word in detail.removeprefix("OSError: ").removesuffix(" …").split(" "))
     assert shorten("short enough") == "short enough"
+
+
+# ---------------------------------------------------------------- lost answers: outcome unknown
+
+
+def wait_for_records(server, expected, seconds=5.0):
+    """The collection's ids once they are ``expected`` (a stalled request is applied after its stall)."""
+    deadline = time.monotonic() + seconds
+    while sorted(server.records("test_coll")) != sorted(expected) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sorted(server.records("test_coll"))
+
+
+@pytest.mark.parametrize("fault", ["cut", "stall"])
+def test_a_middle_batch_whose_answer_was_lost_is_outcome_unknown_not_undone(server, monkeypatch, fault):
+    ids = load(server, 500)
+    if fault == "cut":  # every attempt of batch 3 is applied, and its answer cut off
+        use_connection(server, monkeypatch, max_retries=1)
+        server.cut_next(DELETE_PATH, where="body", applied=True, times=2, after=2)
+    else:  # batch 3 outlives the timeout; the server applies it after the client gave up
+        use_connection(server, monkeypatch, max_retries=0, timeout=1)
+        server.stall_next(DELETE_PATH, seconds=2, after=2)
+    hook = VikingDBHook()
+    hook._sleep = lambda delay: None
+    unknown_batches = []
+    with pytest.raises(VikingDBBatchError) as info:
+        hook.delete(
+            ids,
+            collection_name="test_coll",
+            max_concurrency=1,
+            on_unknown=lambda batch, error: unknown_batches.append((list(batch), error.code)),
+        )
+    err = info.value
+    code = "IncompleteAnswer" if fault == "cut" else "Timeout"
+    assert err.code == code and err.cause.maybe_applied
+    assert (err.done_ids, err.unknown_ids, err.not_done_ids) == (ids[:200], ids[200:300], ids[300:])
+    assert unknown_batches == [(ids[200:300], code)]
+    # ... and that is what the server did: batch 3 was applied, batches 4 and 5 never sent
+    assert wait_for_records(server, ids[300:]) == ids[300:]
+    assert len(deletes(server)) == (2 + 2 if fault == "cut" else 2 + 1)
+    text = str(err)
+    assert f"batch 3 of 5 failed with VikingDB {code}" in text
+    assert "200 of 500 ids acknowledged in 2 of 5 batches" in text
+    assert "outcome unknown: 100 ids (first: 'r200'" in text
+    assert "the service may have applied them" in text
+    assert "not deleted (refused, or never sent): 200 ids (first: 'r300'" in text
+    assert "Not done" not in text and ".." not in text.replace(", ...)", "")
+    assert text.endswith("Deletes are idempotent: clearing the task (or an Airflow retry) sends the unknown "
+                         "and the missing ones again and finishes the job.")  # fmt: skip
+
+
+def test_a_batch_stays_unknown_when_an_earlier_attempt_lost_its_answer(server, monkeypatch):
+    ids = load(server, 300)
+    use_connection(server, monkeypatch, max_retries=2)
+    # batch 2: its first attempt is applied and the answer cut; the two retries get a 503
+    server.cut_next(DELETE_PATH, where="body", applied=True, after=1)
+    server.fail_next(DELETE_PATH, status=503, code="InternalError", times=2)
+    hook = VikingDBHook()
+    hook._sleep = lambda delay: None
+    with pytest.raises(VikingDBBatchError) as info:
+        hook.delete(ids, collection_name="test_coll", max_concurrency=1)
+    err = info.value
+    assert err.cause.http_status == 503 and not err.cause.answer_lost and err.cause.maybe_applied
+    assert (err.done_ids, err.unknown_ids, err.not_done_ids) == (ids[:100], ids[100:200], ids[200:])
+    assert sorted(server.records("test_coll")) == ids[200:]
+
+
+def test_a_refused_or_unreachable_request_was_not_applied_and_a_lost_answer_may_have_been():
+    from airflow_provider_vikingdb.exceptions import VikingDBConnectionError, VikingDBInterruptedError
+
+    def lost(code):
+        return VikingDBConnectionError("x", code=code).maybe_applied
+
+    assert [lost(c) for c in ("IncompleteAnswer", "Timeout", "BadResponse")] == [True, True, True]
+    assert lost("ConnectionError") is False  # could not reach the host: nothing was sent
+    assert VikingDBError("x", code="InternalError", http_status=503).maybe_applied is False
+    assert VikingDBError("x", code="InvalidParameter", http_status=400).maybe_applied is False
+    assert VikingDBInterruptedError(in_flight=True).maybe_applied is True
+    assert VikingDBInterruptedError().maybe_applied is False
+
+
+def test_a_tls_hint_quoted_in_a_batch_error_ends_with_one_full_stop(server, monkeypatch):
+    use_connection(server, monkeypatch, scheme="https")
+    with pytest.raises(VikingDBBatchError) as info:
+        VikingDBHook().delete(["a"], collection_name="test_coll")
+    text = str(info.value)
+    assert "(or give the host as an http:// URL). 0 of 1 id acknowledged in 0 of 1 batch;" in text
+    assert ".." not in text
+    assert "not deleted (refused, or never sent): 1 id (first: 'a')." in text
+    assert text.endswith("Fix the cause above, then clear the task: deletes are idempotent, so what was "
+                         "already applied is harmless to send again.")  # fmt: skip
 
 
 # ---------------------------------------------------------------- interrupts

@@ -181,6 +181,56 @@ def test_interrupted_load_still_pushes_what_was_acknowledged(server):
     assert info.value.pushed["written_ids"] == [f"d{n}" for n in range(200)]
 
 
+def use_extra(server, monkeypatch, **extra):
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(extra)
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+
+
+def test_written_ids_keep_a_batch_whose_answer_was_lost_for_the_rollback(server, monkeypatch):
+    use_extra(server, monkeypatch, max_retries=1)
+    server.cut_next(UPSERT_PATH, where="body", applied=True, times=2, after=2)  # batch 3, both attempts
+    op = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=rows(500), max_concurrency=1)
+    op.hook._sleep = lambda delay: None
+    with pytest.raises(AirflowException) as info:
+        run(op)
+    # batch 3 was written although its answer never came back: a rollback must delete it too
+    assert sorted(server.records("docs")) == sorted(f"d{n}" for n in range(300))
+    assert info.value.pushed["written_ids"] == [f"d{n}" for n in range(300)]
+    text = str(info.value)
+    assert "200 of 500 ids acknowledged in 2 of 5 batches; outcome unknown: 100 ids (first: 'd200'" in text
+    assert "not written (refused, or never sent): 200 ids (first: 'd300'" in text
+    assert "Upserts are idempotent: clearing the task (or an Airflow retry) sends the unknown" in text
+    assert (
+        "XCom 'written_ids' holds the 200 ids the service acknowledged and the 100 ids whose outcome is "
+        "unknown (sent, the answer lost: they may have been written): a rollback deletes them" in text
+    )
+
+
+def test_an_interrupted_load_pushes_the_batch_in_flight_too(server):
+    import signal
+
+    class Interrupted(BaseException):
+        pass
+
+    server.stall_next(UPSERT_PATH, seconds=30, after=1)  # batch 2 is sent and never answered
+    op = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=rows(300), max_concurrency=1)
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        with pytest.raises(Interrupted) as info:
+            run(op)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    # batch 1 acknowledged, batch 2 in flight (the server may apply it yet), batch 3 never sent
+    assert info.value.pushed["written_ids"] == [f"d{n}" for n in range(200)]
+
+
 def test_records_path_is_checked_whole_then_streamed(server, tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps({"id": n, "v": [n / 10]}) + "\n" for n in range(1, 251)))
