@@ -88,5 +88,5 @@ def test_fail_try_keeps_the_message_and_the_cause(error):
         fail_try(Task(), str(wrapped), wrapped)
     assert isinstance(info.value, AirflowFailException) is not retry_can_fix(error)
     assert str(info.value) == f"Task 'delete': {wrapped}"
-    assert "Not done: 200 ids" in str(info.value)
+    assert "not deleted (refused, or never sent): 200 ids" in str(info.value)
     assert info.value.__cause__ is wrapped  # Airflow logs it under the message

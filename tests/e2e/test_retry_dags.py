@@ -109,7 +109,7 @@ def test_delete_by_ids_with_a_wrong_secret_key_fails_on_the_first_try(server, mo
     assert len(server.requests) == 1 and len(refused(server)) == 1  # the first batch, alone
     assert len(server.records("events")) == 250
     out = capfd.readouterr().out
-    assert "credentials were rejected" in out and "Not done: 250 ids" in out
+    assert "credentials were rejected" in out and "not deleted (refused, or never sent): 250 ids" in out
     assert WRONG not in out
 
 

@@ -115,7 +115,7 @@ def test_a_refused_first_batch_costs_exactly_one_request(vikingdb_connection):
     assert cause.code == "InvalidParameter"
     assert cause.request_id == sent(server)[0].request_id
     assert cause.request_id in str(info.value)
-    assert "Not done: 250 ids" in str(info.value)
+    assert "not deleted (refused, or never sent): 250 ids" in str(info.value)
     assert len(server.records("test_coll")) == 250
 
 
