@@ -219,7 +219,9 @@ def test_a_short_timeout_still_says_the_host_could_not_be_reached(monkeypatch, c
     # that does not answer is still "could not reach" (nothing sent), not "deadline passed".
     port, held = _unanswered_port()
     try:
-        use_host(monkeypatch, f"http://127.0.0.1:{port}", max_retries=0, timeout=0.5)
+        # 2 s: the connect phase ends at 1.8 s, 0.2 s before the attempt's deadline (at 0.5 s the
+        # 50 ms between them could be lost on a loaded machine, and the deadline fire first)
+        use_host(monkeypatch, f"http://127.0.0.1:{port}", max_retries=0, timeout=2.0)
         error = sync_error() if client == "requests" else async_error()
     finally:
         for sock in held:

@@ -103,10 +103,16 @@ def test_stall_next_trips_a_client_timeout(loaded, client) -> None:
     client.timeout = 10.0
     # After the stall the request is handled like a slow real service would: it is applied.
     deadline = time.monotonic() + 10
-    while "uid_00003" in loaded.records("test_coll"):
+
+    # Applied first, logged once its answer is made: wait for both (a loaded machine shows the gap).
+    def logged() -> bool:
+        log = loaded.requests
+        return bool(log) and (log[-1].body or {}).get("ids") == ["uid_00003"]
+
+    while "uid_00003" in loaded.records("test_coll") or not logged():
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    assert loaded.requests[-1].status == 200
+    assert loaded.requests[-1].body["ids"] == ["uid_00003"] and loaded.requests[-1].status == 200
     # only once
     assert client.delete(ids=["uid_00004"]).status_code == 200
 
