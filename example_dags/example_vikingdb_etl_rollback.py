@@ -1,8 +1,8 @@
 """ETL rollback: when a load turns out bad, take back exactly what this run wrote.
 
 ``extract`` makes this run's rows; ``load`` (``VikingDBUpsertOperator``) writes them and
-pushes the ids the service acknowledged to XCom ``written_ids``, whether it succeeds or
-fails part-way. ``validate`` stands in for your data checks: it fails when the ``bad_load``
+pushes the ids the service acknowledged (and those of a batch whose answer was lost: they
+may have been written) to XCom ``written_ids``, whether it succeeds or fails part-way. ``validate`` stands in for your data checks: it fails when the ``bad_load``
 param is set. ``rollback`` runs only when ``load`` or ``validate`` failed
 (``trigger_rule="one_failed"``) and deletes ``load.written_ids``, nothing else, then waits
 until the collection's index ``{collection}_index`` no longer holds them
@@ -12,8 +12,8 @@ Two ways a load goes bad:
 - ``bad_load=True``: every row was written, validation rejects them; all are rolled back.
 - ``bad_row=N``: row N has a ``rank`` that is not an integer; the collection declares
   ``rank`` an int64 field, so the service refuses that row's batch and the load fails
-  half-way. Only the batches the service acknowledged are in ``written_ids``, and the
-  rollback deletes exactly those.
+  half-way. The refused batch is not in ``written_ids`` (the service wrote none of it), the
+  acknowledged ones are, and the rollback deletes exactly those.
 
 ``mark_run_failed`` keeps the run failed after a successful rollback (a run's state comes
 from its last tasks), so the bad load stays visible.
