@@ -13,29 +13,19 @@ COMMON = {"schedule": "@daily", "start_date": START, "catchup": False, "tags": [
 # dag.test() runs a retry once retry_delay has passed: keep it short.
 RETRIES = {"retry_delay": dt.timedelta(seconds=1)}
 
-# Nightly retention with one Airflow retry: a blip beyond the hook's own retries heals on try 2.
-with DAG("e2e_retry_retention", default_args={"retries": 1, **RETRIES}, **COMMON):
-    VikingDBDeleteOperator(
-        task_id="delete",
-        collection_name="events",
-        index_name="events_index",
-        time_field="created_at",
-        older_than=dt.timedelta(days=90),
-        index_settle=3,
-        index_poke_interval=0.3,
-    )
-
-# Two retries each: a failure no retry can fix (wrong credentials) must not use them.
-with DAG("e2e_retry_retention_twice", default_args={"retries": 2, **RETRIES}, **COMMON):
-    VikingDBDeleteOperator(
-        task_id="delete",
-        collection_name="events",
-        index_name="events_index",
-        time_field="created_at",
-        older_than=dt.timedelta(days=90),
-        index_settle=3,
-        index_poke_interval=0.3,
-    )
+# Nightly retention with one Airflow retry (a blip beyond the hook's own retries heals on try 2),
+# and with two (a failure no retry can fix, wrong credentials, must not use them).
+for dag_id, retries in (("e2e_retry_retention", 1), ("e2e_retry_retention_twice", 2)):
+    with DAG(dag_id, default_args={"retries": retries, **RETRIES}, **COMMON):
+        VikingDBDeleteOperator(
+            task_id="delete",
+            collection_name="events",
+            index_name="events_index",
+            time_field="created_at",
+            older_than=dt.timedelta(days=90),
+            index_settle=3,
+            index_poke_interval=0.3,
+        )
 
 with DAG(
     "e2e_retry_ids",
