@@ -3,10 +3,11 @@
 ``extract`` makes this run's rows; ``load`` (``VikingDBUpsertOperator``) writes them and
 pushes the ids the service acknowledged (and those of a batch whose answer was lost: they
 may have been written) to XCom ``written_ids``, whether it succeeds or fails part-way.
-``validate`` stands in for your data checks: it fails when the ``bad_load`` param is set. ``rollback`` runs only when ``load`` or ``validate`` failed
-(``trigger_rule="one_failed"``) and deletes ``load.written_ids``, nothing else, then waits
-until the collection's index ``{collection}_index`` no longer holds them
-(``wait_for_index``), so nothing downstream still finds the bad rows.
+``validate`` stands in for your data checks: it fails when the ``bad_load`` param is set.
+``rollback`` runs only when ``load`` or ``validate`` failed (``trigger_rule="one_failed"``)
+and deletes ``load.written_ids``, nothing else, then waits until the collection's index
+``{collection}_index`` no longer holds them (``wait_for_index``), so nothing downstream
+still finds the bad rows.
 
 Two ways a load goes bad:
 - ``bad_load=True``: every row was written, validation rejects them; all are rolled back.
