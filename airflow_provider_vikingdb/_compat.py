@@ -40,9 +40,14 @@ def default_deferrable() -> bool:
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
+def task_message(task: Any, message: str) -> str:
+    """``VikingDBDeleteOperator 'delete': message``: a task's failure, naming the task."""
+    return f"{type(task).__name__} {task.task_id!r}: {message}"
+
+
 def fail_task(task: Any, message: str) -> NoReturn:
     """Fail ``task`` without retrying: bad input will be just as bad on a retry."""
-    raise AirflowFailException(f"{type(task).__name__} {task.task_id!r}: {message}")
+    raise AirflowFailException(task_message(task, message))
 
 
 def mask_secret(secret: str) -> None:
@@ -64,4 +69,5 @@ __all__ = [
     "default_deferrable",
     "fail_task",
     "mask_secret",
+    "task_message",
 ]

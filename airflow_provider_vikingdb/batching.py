@@ -182,7 +182,7 @@ def run_batches(
                 # Taken and not ended: in flight when interrupted (the caller's own batch, a
                 # worker still stopping), so it may have been applied.
                 unknown = {n for n in range(total) if done[n] == _TAKEN and n + 1 not in failed}
-                unknown |= {n - 1 for n, exc in failed.items() if exc.maybe_applied}
+                unknown |= _lost(failed)
                 outcomes = split_outcomes(items, batch_size, done, unknown, keys)
                 tell_unknown(items, batch_size, unknown, failed, on_unknown, log)
             log.error(
@@ -203,7 +203,7 @@ def run_batches(
             )
 
     if failed:
-        unknown = {n - 1 for n, exc in failed.items() if exc.maybe_applied}
+        unknown = _lost(failed)
         done_keys, unknown_keys, not_done = split_outcomes(items, batch_size, done, unknown, keys)
         tell_unknown(items, batch_size, unknown, failed, on_unknown, log)
         first = failed[min(failed)]
@@ -218,6 +218,11 @@ def run_batches(
         ) from first
     report(log, action, result, started)
     return result
+
+
+def _lost(failed: dict[int, VikingDBError]) -> set[int]:
+    """The 0-based numbers of the failed batches whose answer was lost: they may have been applied."""
+    return {number - 1 for number, exc in failed.items() if exc.maybe_applied}
 
 
 def split_outcomes(

@@ -330,6 +330,11 @@ class FilterDelete:
         self._phase = "starting"
         self._began = time.monotonic()
 
+    @property
+    def settle_seconds(self) -> float:
+        """``settle``, or its default: how late the index may show a write or a delete."""
+        return DEFAULT_SETTLE if self.settle is None else self.settle
+
     # ---- reads ----
 
     def count(self) -> int:
@@ -348,7 +353,7 @@ class FilterDelete:
         that), so are the rows written before them, and the next count finds them.
         """
         matched = self.count()
-        settle = DEFAULT_SETTLE if self.settle is None else self.settle
+        settle = self.settle_seconds
         wait = since + settle - time.time()
         if matched or wait <= 0:
             return matched
@@ -414,16 +419,17 @@ class FilterDelete:
             self.log.error("%s", self._interrupted(exc))
             raise
 
-    def _interrupted(self, exc: BaseException) -> str:
+    def _deleted(self) -> str:
+        """``300 ids of the 3000 that matched at the start deleted``: where the whole delete stands."""
         result = self.result
         matched = "" if result.matched is None else f" of the {result.matched} that matched at the start"
+        return f"{result.ids_deleted} ids{matched} deleted"
+
+    def _interrupted(self, exc: BaseException) -> str:
+        result = self.result
+        done = self._deleted()
         if self._phase.startswith("deleting"):
-            done = (
-                f"{result.ids_deleted} ids{matched} deleted in the pages before it (the line above "
-                "says what was acknowledged of this one)"
-            )
-        else:
-            done = f"{result.ids_deleted} ids{matched} deleted"
+            done += " in the pages before it (the line above says what was acknowledged of this one)"
         return (
             f"Delete by filter of {result.target} interrupted ({type(exc).__name__}) while "
             f"{self._phase}: {done}. Deletes are idempotent: a re-run of this run (the same cutoff) "
@@ -432,12 +438,8 @@ class FilterDelete:
 
     def _so_far(self) -> str:
         """Where the whole delete stands, for its progress lines."""
-        result = self.result
-        matched = "" if result.matched is None else f" of the {result.matched} that matched at the start"
-        return (
-            f"{result.ids_deleted} ids{matched} deleted in pass {result.passes}, "
-            f"{time.monotonic() - self._began:.1f}s since it started"
-        )
+        elapsed = time.monotonic() - self._began
+        return f"{self._deleted()} in pass {self.result.passes}, {elapsed:.1f}s since it started"
 
     def _passes(self) -> FilterDeleteResult:
         result = self.result

@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_vikingdb.arguments import timedelta_microseconds
+from airflow_provider_vikingdb.exceptions import plural
 from airflow_provider_vikingdb.ids import (
     INT64_MAX,
     INT64_MIN,
@@ -172,7 +173,7 @@ def describe_age(older_than: timedelta | float | str) -> str:
     for size, name in ((86_400, "day"), (3_600, "hour"), (60, "minute")):
         count, rest = divmod(microseconds, size * 1_000_000)
         if not rest:
-            return f"{count} {name}{'s' if count != 1 else ''}"
+            return plural(count, name)
     return f"{microseconds / 1_000_000:g} s"
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from airflow_provider_vikingdb._compat import AirflowException, AirflowFailException
+from airflow_provider_vikingdb._compat import AirflowException, AirflowFailException, task_message
 from airflow_provider_vikingdb.exceptions import VikingDBError, VikingDBInterruptedError
 
 
@@ -55,7 +55,7 @@ def fail_try(task: Any, message: str, error: BaseException) -> NoReturn:
     ``error`` becomes the failure's ``__cause__`` (Airflow logs it after the message); it holds
     the service's code, status and request_id, and no secret (the hook scrubs what it quotes).
     """
-    text = f"{type(task).__name__} {task.task_id!r}: {message}"
+    text = task_message(task, message)
     if retry_can_fix(error):
         raise AirflowException(text) from error
     raise AirflowFailException(text) from error
@@ -69,7 +69,7 @@ def fail_wait_event(task: Any, message: str, event: Mapping[str, Any]) -> NoRetu
     be classified: it fails only this try, as before.
     """
     code, status = event.get("code"), event.get("http_status")
-    text = f"{type(task).__name__} {task.task_id!r}: {message}"
+    text = task_message(task, message)
     if code is None and status is None:
         raise AirflowException(text)
     error = VikingDBError(

@@ -25,7 +25,6 @@ from airflow_provider_vikingdb.filters import (
     plain_utc,
     retention_filter,
 )
-from airflow_provider_vikingdb.index_sync import DEFAULT_SETTLE
 from airflow_provider_vikingdb.task_failure import fail_try
 
 if TYPE_CHECKING:
@@ -222,7 +221,7 @@ def execute_by_filter(
             target,
             sample,
             index_name,
-            DEFAULT_SETTLE if op.index_settle is None else op.index_settle,
+            runner.settle_seconds,
         )
         return {**base, "dry_run": True, "matched": matched, "would_delete": matched, "sample_ids": sample}
     with op._open_receipt(context, target, matched) as receipt:
