@@ -196,9 +196,9 @@ class Receipt:
             self.ids_unknown += len(id_list)
             self._write({**line, "time": _now()})
 
-    def on_unknown(self, ids: Sequence[str | int], error: BaseException | None = None) -> None:
-        """``unknown`` in the shape of the hook's ``on_unknown(batch, error)`` callback."""
-        self.unknown(ids, error)
+    #: ``unknown`` already has the shape of the hook's ``on_unknown(batch, error)`` callback; the
+    #: name pairs it with ``on_batch``
+    on_unknown = unknown
 
     def delete_all(self, request_id: str | None, records_before: int | None = None) -> None:
         """The one request of a ``del_all`` (it names no ids); ``records_before`` if counted."""
