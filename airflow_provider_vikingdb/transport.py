@@ -29,6 +29,7 @@ from airflow_provider_vikingdb.exceptions import (
     VikingDBConnectionError,
     VikingDBError,
     VikingDBThrottledError,
+    non_envelope_answer_lost,
 )
 
 API = "/api/vikingdb"
@@ -155,8 +156,9 @@ def read_envelope(
         data = None
     request_id = answer.header(REQUEST_ID_HEADER)
     # A 200 is an envelope only with a code: ``{}`` from a proxy or a mangled body is not the
-    # service's word either. Other statuses say enough by themselves.
-    if not isinstance(data, dict) or (status == 200 and "code" not in data):
+    # service's word either; nor is a gateway's JSON 502/504 (``{"message": "Endpoint request
+    # timed out"}``). Other statuses say enough by themselves.
+    if not isinstance(data, dict) or (non_envelope_answer_lost(status) and "code" not in data):
         text = scrub(answer.body.decode("utf-8", "replace"), secrets)
         text = text.strip().replace("\n", " ").replace("\r", " ")
         message = f"answer is not a JSON envelope: {shorten(text, QUOTED_BODY)!r}" if text else "empty answer"
@@ -166,9 +168,17 @@ def read_envelope(
                 "; the host did not answer like a VikingDB data-plane endpoint: check the connection's "
                 "host, port and scheme"
             )
-        # A 200 that is not an envelope is a cut or mangled answer, not the service's word:
-        # worth another attempt (every data-plane call is idempotent).
-        error_class = VikingDBConnectionError if status == 200 else error_class_for(status)
+        # A 200 that is not an envelope is a cut or mangled answer, and a gateway's 502/504 page
+        # stands for an answer it did not get: not the service's word, and the request may have
+        # been applied. Worth another attempt either way (every data-plane call is idempotent).
+        error_class: type[VikingDBError] = error_class_for(status)
+        if non_envelope_answer_lost(status):
+            error_class = VikingDBConnectionError
+            if status != 200:
+                message += (
+                    f"; a gateway answered {status} in the service's place: the request may have "
+                    "reached the service and been applied"
+                )
         return {}, error_class(
             message, code="BadResponse", http_status=status, request_id=request_id, path=path
         )

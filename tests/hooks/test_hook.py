@@ -422,6 +422,45 @@ def test_non_json_answer_gives_status_and_start_of_body():
     assert isinstance(error, VikingDBAuthError) and not error.retryable
 
 
+GATEWAY_TIMEOUT_PAGE = b"<html><head><title>504 Gateway Time-out</title></head><body>nginx</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (504, GATEWAY_TIMEOUT_PAGE),
+        (502, b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+        (504, b""),
+        (504, b'{"message": "Endpoint request timed out"}'),  # a gateway's own JSON, not an envelope
+    ],
+    ids=["504-page", "502-page", "504-empty", "504-gateway-json"],
+)
+def test_a_gateways_502_or_504_page_is_an_answer_lost_that_may_have_been_applied(status, body):
+    # RFC 9110 15.6.3/15.6.5: the gateway got no valid (or no timely) answer from the service,
+    # which may have had the request and applied it. Retried, and outcome unknown if it stays so.
+    _, error = read_envelope(Answer(status, body, {"X-Tt-Logid": "rid-gw"}), DELETE_PATH)
+    assert error.maybe_applied and error.answer_lost and error.retryable
+    assert (error.code, error.http_status, error.request_id) == ("BadResponse", status, "rid-gw")
+    assert f"a gateway answered {status} in the service's place: the request may have reached" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (503, b"<html><body><h1>503 Service Unavailable</h1></body></html>"),
+        (500, b"<html><body>Internal Server Error</body></html>"),
+        (502, b'{"code": "InternalError", "message": "upstream failed", "request_id": "r-9"}'),
+        (504, b'{"code": "Timeout.Internal", "message": "took too long", "request_id": "r-10"}'),
+    ],
+    ids=["503-page", "500-page", "502-envelope", "504-envelope"],
+)
+def test_a_503_page_and_the_services_own_5xx_envelope_were_not_applied(status, body):
+    # a 503 page: whatever answered could not take the request on; an envelope: the service's word
+    _, error = read_envelope(Answer(status, body, {}), DELETE_PATH)
+    assert not error.maybe_applied and not error.answer_lost and error.retryable
+    assert error.http_status == status and "gateway" not in str(error)
+
+
 # ---------------------------------------------------------------- other calls
 
 
