@@ -6,8 +6,9 @@ lets N requests through first). ``LocalVikingDB`` gets the public methods from
 
 What each one applies:
 
-- ``fail_next``, ``drop_next``: nothing (the answer stands for a failure in front of
-  the service);
+- ``drop_next``: nothing (the answer stands for a failure in front of the service);
+- ``fail_next``: nothing by default; ``applied=True`` applies it first, then answers the
+  fault (a gateway that timed out after the service did the work: a 504 page);
 - ``stall_next``, ``trickle_next``: the request, as usual (a slow service still works);
 - ``cut_next``: nothing by default; ``applied=True`` applies it first (a connection
   that breaks after the service did the work: a client cannot tell the two apart).
@@ -43,7 +44,7 @@ class Fault:
     echo_headers: bool = False  # an HTML body that repeats every request header
     seconds: float = 0.0  # stall
     where: str = "body"  # cut
-    applied: bool = False  # cut
+    applied: bool = False  # cut, fail: the request is applied first
     interval: float = 0.5  # trickle
 
 
@@ -158,11 +159,18 @@ class ScriptedFaults:
         body: str | bytes | None = None,
         after: int = 0,
         echo_headers: bool = False,
+        applied: bool = False,
     ) -> None:
-        """Answer ``status`` with the envelope ``code``/``message`` (or the raw ``body``); apply nothing.
+        """Answer ``status`` with the envelope ``code``/``message`` (or the raw ``body``).
 
         ``echo_headers=True``: the body is a proxy's HTML error page that repeats every
         request header verbatim, ``Authorization`` and ``X-Security-Token`` included.
+
+        ``applied=False`` (default): the request is not applied (a failure in front of the
+        service that never passed it on). ``applied=True``: the request is handled as usual
+        first (applied, if the service would accept it), then this answer replaces the
+        service's: a gateway that gave up waiting after the service did the work
+        (``status=504, body="<html>504 Gateway Time-out</html>"``).
         """
         status = _http_status(status)
         if echo_headers and body is not None:
@@ -178,6 +186,7 @@ class ScriptedFaults:
             headers=dict(headers or {}),
             body=raw,
             echo_headers=echo_headers,
+            applied=applied,
         )
         self.faults.add(path, fault)
 

@@ -3,8 +3,10 @@
 A request goes: read exactly Content-Length bytes -> added latency -> route (404/405)
 -> signature check (its result is logged) -> scripted fault or random 503 (answered
 whatever the signature) -> 401 if the signature failed -> JSON (400) -> endpoint
-(400/404/429 or 200). A fault that answers instead of the service changes nothing;
-see ``faults.py`` for which ones let the request through. The HTTP side is ``httpd.py``.
+(400/404/429 or 200). A fault that answers instead of the service changes nothing, unless it
+was scripted ``applied=True`` (``fail_next``, ``cut_next``): then the request is handled first
+and the fault replaces or breaks off the service's answer. See ``faults.py`` for which ones let
+the request through. The HTTP side is ``httpd.py``.
 """
 
 from __future__ import annotations
@@ -424,7 +426,7 @@ class LocalVikingDB(ScriptedFaults):
             # A drop, or a stall cut short by stop(): the connection closes unanswered, nothing applied.
             if fault.kind == "drop" or (fault.kind == "stall" and self._stopping.wait(fault.seconds)):
                 return Answer(0, b"", "ConnectionDropped", drop=True), auth_ok, fault
-            if fault.kind == "fail" or (fault.kind == "cut" and not fault.applied):
+            if fault.kind in ("fail", "cut") and not fault.applied:
                 return _fault_answer(fault, request), auth_ok, fault
 
         if auth_error is not None:
@@ -441,7 +443,9 @@ class LocalVikingDB(ScriptedFaults):
                 answer = Answer(200, envelope("Success", SUCCESS_MESSAGE, request_id, result), "Success")
             except ApiError as exc:
                 answer = error(exc)
-        if fault is not None and fault.kind == "cut":  # applied: the real answer breaks off
+        if fault is not None and fault.kind == "fail":  # applied: the fault replaces the real answer
+            answer = _fault_answer(fault, request)
+        elif fault is not None and fault.kind == "cut":  # applied: the real answer breaks off
             answer.cut = fault.where
         elif fault is not None and fault.kind == "trickle":
             answer.trickle = fault.interval

@@ -84,6 +84,38 @@ def test_fail_next_with_a_non_json_body(loaded, client) -> None:
     assert "uid_00001" in loaded.records("test_coll")
 
 
+GATEWAY_TIMEOUT_PAGE = "<html><head><title>504 Gateway Time-out</title></head><body>nginx</body></html>"
+
+
+def test_fail_next_applied_applies_the_request_then_answers_the_fault(loaded, client) -> None:
+    # a gateway that gave up waiting after the service did the work
+    loaded.fail_next(DELETE, times=2, status=504, body=GATEWAY_TIMEOUT_PAGE, applied=True)
+    first, second = client.delete(ids=["uid_00001"]), client.delete(ids=["uid_00002", "uid_00003"])
+    assert (first.status_code, first.text) == (504, GATEWAY_TIMEOUT_PAGE)
+    assert second.status_code == 504 and second.headers["Content-Type"].startswith("text/html")
+    assert not {"uid_00001", "uid_00002", "uid_00003"} & set(loaded.records("test_coll"))
+    logged = loaded.requests[-2:]
+    assert [(r.status, r.fault, r.auth_ok, r.ids_count) for r in logged] == [
+        (504, "fail", True, 1),
+        (504, "fail", True, 2),
+    ]
+    assert first.headers["X-Tt-Logid"] == logged[0].request_id
+    # an envelope fault can be applied too, and the next request is served normally
+    loaded.fail_next(DELETE, status=502, code="BadGateway", applied=True)
+    answered = client.delete(ids=["uid_00004"])
+    assert (answered.status_code, answered.json()["code"]) == (502, "BadGateway")
+    assert "uid_00004" not in loaded.records("test_coll")
+    assert client.delete(ids=["uid_00005"]).json()["code"] == "Success"
+
+
+def test_fail_next_applied_applies_only_what_the_service_would_accept(loaded, make_client) -> None:
+    # the service refuses a bad signature; the gateway still answers its page
+    loaded.fail_next(DELETE, status=504, body=GATEWAY_TIMEOUT_PAGE, applied=True)
+    assert make_client(loaded, sk="WRONG").delete(ids=["uid_00001"]).status_code == 504
+    assert loaded.requests[-1].auth_ok is False
+    assert "uid_00001" in loaded.records("test_coll")
+
+
 def test_drop_next_closes_the_connection_and_applies_nothing(loaded, client) -> None:
     loaded.drop_next(DELETE)
     with pytest.raises(requests.ConnectionError):
