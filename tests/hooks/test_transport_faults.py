@@ -321,6 +321,37 @@ def test_a_batch_stays_unknown_when_an_earlier_attempt_lost_its_answer(server, m
     assert sorted(server.records("test_coll")) == ids[200:]
 
 
+GATEWAY_PAGES = {
+    504: "<html><head><title>504 Gateway Time-out</title></head><body><center>nginx</center></body></html>",
+    502: "<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>",
+}
+
+
+@pytest.mark.parametrize("status", [504, 502])
+def test_a_batch_answered_by_a_gateways_page_after_it_was_applied_is_outcome_unknown(
+    server, monkeypatch, status
+):
+    # A load balancer in front of the service gave up on batch 2 (every attempt) after the
+    # service had deleted its ids: that batch may have been applied, so it is not "not deleted".
+    ids = load(server, 300)
+    use_connection(server, monkeypatch, max_retries=2)
+    server.fail_next(DELETE_PATH, status=status, body=GATEWAY_PAGES[status], applied=True, times=3, after=1)
+    hook = VikingDBHook()
+    hook._sleep = lambda delay: None
+    with pytest.raises(VikingDBBatchError) as info:
+        hook.delete(ids, collection_name="test_coll", max_concurrency=1)
+    err = info.value
+    assert (err.done_ids, err.unknown_ids, err.not_done_ids) == (ids[:100], ids[100:200], ids[200:])
+    assert sorted(server.records("test_coll")) == ids[200:]  # the server did delete batch 2
+    assert [r.status for r in deletes(server)] == [200, status, status, status]  # 2 retries, then gave up
+    text = str(err)
+    assert f"batch 2 of 3 failed with VikingDB HTTP {status} BadResponse" in text
+    assert f"a gateway answered {status} in the service's place: the request may have reached" in text
+    assert "100 of 300 ids acknowledged in 1 of 3 batches; outcome unknown: 100 ids (first: 'r100'" in text
+    assert "not deleted (refused, or never sent): 100 ids (first: 'r200'" in text
+    assert "clearing the task (or an Airflow retry) sends the unknown and the missing ones again" in text
+
+
 def test_a_refused_or_unreachable_request_was_not_applied_and_a_lost_answer_may_have_been():
     from airflow_provider_vikingdb.exceptions import VikingDBConnectionError, VikingDBInterruptedError
 
