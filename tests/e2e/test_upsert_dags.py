@@ -256,18 +256,33 @@ def test_a_delete_whose_answers_were_lost_says_acknowledged_unknown_and_not_sent
     assert "Not done" not in text
 
 
-def test_a_load_whose_answer_was_lost_is_rolled_back_whole(server, capfd, monkeypatch):
+GATEWAY_TIMEOUT_PAGE = "<html><head><title>504 Gateway Time-out</title></head><body>nginx</body></html>"
+
+
+@pytest.mark.parametrize("fault", ["cut", "gateway-504"])
+def test_a_load_whose_answer_was_lost_is_rolled_back_whole(server, capfd, monkeypatch, fault):
     before = server.records("test_coll")
-    use_extra(server, monkeypatch, max_retries=1)
-    server.cut_next(UPSERT_PATH, where="body", applied=True, times=50, after=1)
+    if fault == "cut":  # applied, then the answer cut off: every attempt after the first batch
+        use_extra(server, monkeypatch, max_retries=1)
+        server.cut_next(UPSERT_PATH, where="body", applied=True, times=50, after=1)
+    else:  # one batch: applied, then a load balancer's 504 page in place of the service's answer
+        use_extra(server, monkeypatch, max_retries=0)
+        server.fail_next(UPSERT_PATH, status=504, body=GATEWAY_TIMEOUT_PAGE, applied=True, after=1)
     result = run_dag("e2e_upsert_rollback", conf={"records": records(500)})
     assert result.tasks["load"] == "failed" and result.tasks["rollback"] == "success", result
     written = result.xcom_keys["written_ids"]["load"]
     landed = [row["id"] for r in upserts(server) for row in r.body["data"]]  # applied, answered or not
     assert sorted(written) == sorted(set(landed)) and len(written) > 100
+    if fault == "cut":
+        unknown = len(written) - 100
+    else:
+        (gateway,) = [r for r in upserts(server) if r.status == 504]
+        assert {row["id"] for row in gateway.body["data"]} <= set(written)  # the 504'd batch is there
+        unknown = len(gateway.body["data"])
     assert server.records("test_coll") == before  # the rollback took back the unknown rows too
+    assert result.xcom["rollback"]["ids_deleted"] == len(written)
     out = capfd.readouterr()
-    assert f"and the {len(written) - 100} ids whose outcome is unknown" in out.out + out.err
+    assert f"and the {unknown} ids whose outcome is unknown" in out.out + out.err
 
 
 def test_del_all_receipt(server, tmp_path):
