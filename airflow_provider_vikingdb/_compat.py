@@ -40,9 +40,14 @@ def default_deferrable() -> bool:
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
+def task_name(task: Any) -> str:
+    """``VikingDBDeleteOperator 'delete'``: how every message names a task."""
+    return f"{type(task).__name__} {task.task_id!r}"
+
+
 def task_message(task: Any, message: str) -> str:
     """``VikingDBDeleteOperator 'delete': message``: a task's failure, naming the task."""
-    return f"{type(task).__name__} {task.task_id!r}: {message}"
+    return f"{task_name(task)}: {message}"
 
 
 def fail_task(task: Any, message: str) -> NoReturn:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from airflow_provider_vikingdb._compat import AirflowTaskTerminated
+from airflow_provider_vikingdb._compat import AirflowTaskTerminated, task_name
 
 if TYPE_CHECKING:
     from airflow_provider_vikingdb.hooks.vikingdb import VikingDBHook
@@ -50,7 +50,7 @@ class BatchedHookMixin:
         if self._executing and threading.current_thread() is threading.main_thread():
             self._executing = False  # once: a second SIGTERM finds the first one on its way
             raise AirflowTaskTerminated(
-                f"{type(self).__name__} {self.task_id!r} received SIGTERM (the task was cleared or "
+                f"{task_name(self)} received SIGTERM (the task was cleared or "
                 "marked failed, or its worker is stopping): stopped"
             )
 

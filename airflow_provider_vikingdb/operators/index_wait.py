@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_vikingdb._compat import AirflowException
+from airflow_provider_vikingdb._compat import AirflowException, task_message
 from airflow_provider_vikingdb.arguments import rendered_text
 from airflow_provider_vikingdb.exceptions import VikingDBError, end_sentence
 from airflow_provider_vikingdb.index_sync import (
@@ -153,8 +153,11 @@ class IndexWaitMixin(_Base):
             )
         if not synced:
             raise IndexNotSyncedError(
-                f"{type(self).__name__} {self.task_id!r}: timed out after {time.time() - started_at:.1f}s: "
-                f"{check.pending_text()}. {_delete_done(summary)}"
+                task_message(
+                    self,
+                    f"timed out after {time.time() - started_at:.1f}s: "
+                    f"{check.pending_text()}. {_delete_done(summary)}",
+                )
             )
         return {
             **summary,
@@ -180,9 +183,7 @@ class IndexWaitMixin(_Base):
         )
         outcome = read_event(event)
         if outcome.status == "timeout":
-            raise IndexNotSyncedError(
-                f"{type(self).__name__} {self.task_id!r}: {outcome.message}. {_delete_done(summary)}"
-            )
+            raise IndexNotSyncedError(task_message(self, f"{outcome.message}. {_delete_done(summary)}"))
         if outcome.status != "success":
             fail_wait_event(
                 self,

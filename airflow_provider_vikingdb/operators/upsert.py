@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator, XComArg
 
-from airflow_provider_vikingdb._compat import fail_task
+from airflow_provider_vikingdb._compat import fail_task, task_name
 from airflow_provider_vikingdb.arguments import (
     check_positive_int,
     check_rows_per_second,
@@ -108,7 +108,7 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        owner = f"{type(self).__name__} {self.task_id!r}"
+        owner = task_name(self)
         check_target_args(owner, collection_name, resource_id)
         try:
             if (records is None) == (records_path is None):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_vikingdb._compat import XComNotFound, default_deferrable, fail_task
+from airflow_provider_vikingdb._compat import XComNotFound, default_deferrable, fail_task, task_name
 from airflow_provider_vikingdb.arguments import (
     check_ids_args,
     check_max_delete,
@@ -178,7 +178,7 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         # What can be known at parse time fails the DAG import, not a run at 3 a.m.
-        owner = f"{type(self).__name__} {self.task_id!r}"
+        owner = task_name(self)
         check_target_args(owner, collection_name, resource_id)
         by_filter = filter is not None or time_field is not None or older_than is not None
         if not by_filter:

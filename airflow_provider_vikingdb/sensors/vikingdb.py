@@ -21,6 +21,7 @@ from airflow_provider_vikingdb._compat import (
     AirflowSensorTimeout,
     default_deferrable,
     fail_task,
+    task_message,
 )
 from airflow_provider_vikingdb.arguments import (
     check_ids_args,
@@ -238,7 +239,7 @@ class VikingDBIndexSyncSensor(BaseSensorOperator):
                 **outcome.summary,
             }
         if outcome.status == "timeout":
-            raise AirflowSensorTimeout(f"{type(self).__name__} {self.task_id!r}: {outcome.message}.")
+            raise AirflowSensorTimeout(task_message(self, f"{outcome.message}."))
         fail_wait_event(self, f"waiting for the index failed: {outcome.message}", outcome.event)
 
     # ---- helpers ----
