@@ -24,7 +24,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from airflow_provider_vikingdb.deadline import Cancel
-from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBError, next_step, outcome_text
+from airflow_provider_vikingdb.exceptions import (
+    VikingDBBatchError,
+    VikingDBError,
+    next_step,
+    outcome_text,
+    stopping_cause,
+)
 from airflow_provider_vikingdb.ids import batched
 
 #: seconds the caller waits for workers to notice an interruption before it goes on
@@ -206,16 +212,17 @@ def run_batches(
         unknown = _lost(failed)
         done_keys, unknown_keys, not_done = split_outcomes(items, batch_size, done, unknown, keys)
         tell_unknown(items, batch_size, unknown, failed, on_unknown, log)
-        first = failed[min(failed)]
+        cause = failed[stopping_cause(failed)]
         raise VikingDBBatchError(
-            first,
+            cause,
             action=action,
             result=result,
             failed_batches=sorted(failed),
             done_ids=done_keys,
             unknown_ids=unknown_keys,
             not_done_ids=not_done,
-        ) from first
+            failures=failed,
+        ) from cause
     report(log, action, result, started)
     return result
 

@@ -10,7 +10,7 @@ Pure: no imports beyond the standard library (DAG files import it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -170,8 +170,11 @@ class VikingDBBatchError(VikingDBError):
       treat them as written, a delete as possibly still there;
     - ``not_done_ids``: not applied: their batch was refused, or never sent.
 
-    ``result`` is the ``BatchResult`` of what was acknowledged, ``cause`` the error that stopped
-    it, ``failed_batches`` the 1-based numbers of the batches that failed.
+    ``result`` is the ``BatchResult`` of what was acknowledged, ``failed_batches`` the 1-based
+    numbers of the batches that failed and ``failures`` their errors by number. Batches in flight
+    when one failed can fail too, for other reasons: ``cause`` is the one that decides what to do
+    next, a failure another try cannot fix (a 400 among 503s) if there is one, else the
+    lowest-numbered. The message names the others that differ from it.
     """
 
     def __init__(
@@ -184,17 +187,23 @@ class VikingDBBatchError(VikingDBError):
         done_ids: list[str | int],
         not_done_ids: list[str | int],
         unknown_ids: list[str | int] | None = None,
+        failures: Mapping[int, VikingDBError] | None = None,
     ) -> None:
         self.cause = cause
         self.result = result
         self.failed_batches = failed_batches
+        self.failures = dict(failures or {})
         self.done_ids = done_ids
         self.unknown_ids = list(unknown_ids or ())
         self.not_done_ids = not_done_ids
+        others = {n: e for n, e in sorted(self.failures.items()) if brief(e) != brief(cause)}
+        same = [n for n in failed_batches if n not in others]
+        also = "; ".join(f"batch {n}: {brief(e)}" for n, e in others.items())
         summary = (
-            f"{action} stopped on {result.target}: {'batch' if len(failed_batches) == 1 else 'batches'} "
-            f"{', '.join(map(str, failed_batches))} of {result.batches_total} failed with "
+            f"{action} stopped on {result.target}: {'batch' if len(same) == 1 else 'batches'} "
+            f"{', '.join(map(str, same))} of {result.batches_total} failed with "
             f"{end_sentence(str(cause))} "
+            + (f"Also failed, in flight at the same time: {also}. " if also else "")
             + outcome_text(
                 action,
                 done=len(done_ids),
@@ -221,6 +230,20 @@ class VikingDBBatchError(VikingDBError):
     @property
     def retryable(self) -> bool:
         return False
+
+
+def brief(error: VikingDBError) -> str:
+    """``HTTP 503 ServiceUnavailable``: an error in a few words, to name it beside another."""
+    status = f"HTTP {error.http_status} " if error.http_status is not None else ""
+    return f"{status}{error.code or type(error).__name__}"
+
+
+def stopping_cause(failures: Mapping[int, VikingDBError]) -> int:
+    """Of batches that failed (errors by number), the number of the one that decides what to do
+    next: the lowest-numbered failure another try cannot fix (a 400 among 503s: retrying would
+    only fail on it again), else the lowest-numbered one."""
+    permanent = [n for n, e in failures.items() if not (e.retryable or e.maybe_applied)]
+    return min(permanent or failures)
 
 
 def outcome_text(

@@ -206,6 +206,7 @@ class VikingDBWritesMixin(_Base):
                     done_ids=done + exc.done_ids,
                     unknown_ids=exc.unknown_ids,
                     not_done_ids=exc.not_done_ids + rest,
+                    failures={batches_before + n: e for n, e in exc.failures.items()},
                 ) from exc.cause
             done.extend(chunk.ids)
             sent_rows += len(chunk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -11,6 +12,7 @@ import pytest
 from airflow_provider_vikingdb.exceptions import VikingDBConfigError, VikingDBError
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, VikingDBBatchError, VikingDBHook
 from airflow_provider_vikingdb.ratelimit import limiter_for
+from airflow_provider_vikingdb.task_failure import retry_can_fix
 
 SK = "SK-concurrency-0123456789"
 
@@ -78,6 +80,55 @@ def test_permanent_error_with_concurrency_says_exactly_what_was_deleted(make_ser
     log = sorted(deletes(server), key=lambda r: r.time)
     assert len(log) <= log.index(failed) + 1 + 2 * (concurrency - 1)
     assert len(log) < 30  # of 30 batches
+    hook.close()
+
+
+def test_a_400_beside_a_503_decides_the_task_fails_for_good_and_both_are_named(make_server, monkeypatch):
+    """Two batches in flight fail together: batch 2 on a 503 (retries used up), batch 3 on a 400.
+
+    A retry of the task would fail on the 400 again, so the error's cause is the 400 (Airflow fails
+    the task at once rather than waiting ``retry_delay`` to learn it), and the message names both.
+    """
+    server = make_server()
+    conn = json.loads(server.connection_json())
+    conn["extra"]["max_retries"] = 0
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    ids = load(server, 500)
+    hook = VikingDBHook(max_concurrency=2)
+    original = hook.request
+    both_taken = threading.Barrier(2, timeout=10)
+    first_failed = threading.Event()
+
+    def request(path, body=None, **kw):
+        first = body["ids"][0]
+        if first == ids[100]:  # batch 2: answered first, with a 503
+            both_taken.wait()
+            server.fail_next(DELETE_PATH, status=503, code="ServiceUnavailable", message="scripted")
+            try:
+                return original(path, body, **kw)
+            finally:
+                first_failed.set()
+        if first == ids[200]:  # batch 3: answered second, with a 400
+            both_taken.wait()
+            assert first_failed.wait(10)
+            server.fail_next(DELETE_PATH, status=400, code="InvalidParameter", message="scripted")
+        return original(path, body, **kw)
+
+    hook.request = request
+    with pytest.raises(VikingDBBatchError) as info:
+        hook.delete(ids, collection_name="test_coll")
+    err = info.value
+    assert err.failed_batches == [2, 3]
+    assert {n: e.http_status for n, e in err.failures.items()} == {2: 503, 3: 400}
+    assert err.cause.http_status == 400 and err.http_status == 400
+    assert not retry_can_fix(err)  # the task fails at once: another try would meet the 400 again
+    message = str(err)
+    assert "batch 3 of 5 failed with VikingDB HTTP 400 InvalidParameter" in message
+    assert "Also failed, in flight at the same time: batch 2: HTTP 503 ServiceUnavailable." in message
+    assert "Fix the cause above" in message
+    # What was and was not deleted is still exact.
+    left = set(server.records("test_coll"))
+    assert err.done_ids == ids[:100] and set(err.not_done_ids) == left == set(ids[100:])
     hook.close()
 
 
