@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -88,6 +89,13 @@ def run_dag(dag_id: str, conf: dict | None = None, logical_date: dt.datetime | N
             else:
                 others.setdefault(row.key, {})[row.task_id] = value
     return DagResult(state=_text(run.state), tasks=tasks, xcom=xcom, xcom_keys=others, tries=tries)
+
+
+def use_extra(server, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
+    """Point ``vikingdb_default`` at ``server`` with these connection extras (``max_retries=1``, ...)."""
+    conn = json.loads(server.connection_json())
+    conn["extra"].update(extra)
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
 
 
 def _text(state) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, UPSERT_PATH
 from airflow_provider_vikingdb.receipts import read_receipt
-from tests.e2e.conftest import run_dag
+from tests.e2e.conftest import run_dag, use_extra
 
 pytestmark = pytest.mark.e2e
 
@@ -200,12 +200,6 @@ def test_delete_receipt_of_a_run_that_failed_part_way(server, tmp_path):
         "ids_unknown": 0,  # a 400 is the service's answer: that batch was not applied
         "ids_not_deleted": 300 - len(listed),
     }
-
-
-def use_extra(server, monkeypatch, **extra):
-    conn = json.loads(server.connection_json())
-    conn["extra"].update(extra)
-    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
 
 
 @pytest.mark.parametrize("fault", ["cut", "stall"])
