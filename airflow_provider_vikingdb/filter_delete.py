@@ -25,6 +25,12 @@ not search round trips, bounds the throughput. Each pass ends by waiting until t
 has applied its deletes (``IndexSyncCheck``: ids seen in the index and then gone, or the
 settle time), then counts what still matches; leftovers start another pass (random
 paging), up to ``max_passes``, then the task fails saying how many remain.
+
+A delete batch whose answer was lost (cut off, timed out, abandoned by an interruption) may
+have been applied: it counts as outcome unknown (``FilterDeleteResult.ids_unknown``), and
+``on_unknown(ids, error)`` hears of it, as ``on_batch(ids, envelope)`` hears of each
+acknowledged one (a deletion receipt writes its lines from both). A ``FilterDeleteError`` says
+what matched three ways: deleted (acknowledged), outcome unknown, not deleted.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_vikingdb.exceptions import VikingDBError, end_sentence, plural
 from airflow_provider_vikingdb.filters import and_filters
@@ -48,6 +54,9 @@ from airflow_provider_vikingdb.index_sync import (
 from airflow_provider_vikingdb.index_sync import IndexSyncCheck as _IndexSyncCheck
 from airflow_provider_vikingdb.target import Target
 from airflow_provider_vikingdb.transport import AGG_PATH, SEARCH_RANDOM_PATH, SEARCH_SCALAR_PATH, agg_total
+
+if TYPE_CHECKING:
+    from airflow_provider_vikingdb.batching import OnUnknown
 
 #: VikingDB's documented maximum ``limit`` of a search
 MAX_PAGE_SIZE = 5000
@@ -197,6 +206,8 @@ class FilterDeleteResult:
     filter: dict[str, Any]
     matched: int | None = None
     ids_deleted: int = 0
+    #: ids of delete batches whose answer was lost: the service may have deleted them
+    ids_unknown: int = 0
     pages: int = 0
     passes: int = 0
     searches: int = 0
@@ -246,6 +257,25 @@ class FilterDeleteResult:
             f"({plural(self.passes, 'pass')})"
         )
 
+    def stopped(self) -> str:
+        """``progress()`` and the rest of the three-way split, for a run that stopped.
+
+        The same split as a deletion receipt's final counts: deleted (acknowledged), outcome
+        unknown, and not deleted (what matched at the start less the other two; refused, never
+        sent, or not searched yet).
+        """
+        unknown = plural(self.ids_unknown, "id")
+        if self.ids_unknown:
+            unknown += " (sent, no answer came back: the service may have deleted them)"
+        text = f"{self.progress()}; outcome unknown: {unknown}"
+        if self.matched is not None:
+            not_deleted = max(self.matched - self.ids_deleted - self.ids_unknown, 0)
+            text += (
+                f"; not deleted (refused, or never sent): {not_deleted} of the "
+                f"{plural(self.matched, 'id')} that matched at the start"
+            )
+        return text
+
 
 class FilterDeleteError(VikingDBError):
     """A delete by filter stopped: ``result`` says what was done before; ``cause`` why.
@@ -285,7 +315,8 @@ class FilterDelete:
     """One delete by filter: search, delete page by page, wait for the index, verify.
 
     :param send: ``send(path, body) -> envelope`` (the hook's ``request``).
-    :param delete: ``delete(ids) -> BatchResult`` (the hook's batched delete of one page).
+    :param delete: ``delete(ids, on_batch=..., on_unknown=...) -> BatchResult`` (the hook's batched
+        delete of one page, with its callbacks).
     :param target: the collection.
     :param index_name: the index searched (its scalar indexes must cover the filter's fields).
     :param flt: the filter, already checked (``filters.parse_filter``).
@@ -316,6 +347,9 @@ class FilterDelete:
         self.send, self.delete, self.target, self.index_name = send, delete, target, index_name
         #: ``on_batch(ids, envelope)`` for every acknowledged delete batch (a deletion receipt's)
         self.on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None
+        #: ``on_unknown(ids, error)`` for every delete batch whose outcome is unknown (a receipt's);
+        #: ``error`` is None for one in flight when the run was interrupted
+        self.on_unknown: OnUnknown | None = None
         self.filter = dict(flt)
         self.sort_field = sort_field
         self.page_size = check_page_size(page_size)
@@ -491,7 +525,7 @@ class FilterDelete:
             raise
         except VikingDBError as exc:
             raise FilterDeleteError(
-                f"{what} failed: {end_sentence(str(exc))} {self.result.progress()}", self.result, exc
+                f"{what} failed: {end_sentence(str(exc))} {self.result.stopped()}", self.result, exc
             ) from exc
 
     def _one_pass(self, pager: ScalarPager | OffsetPager) -> tuple[list[Any], float]:
@@ -535,15 +569,19 @@ class FilterDelete:
                 self._check_cap(len(ids))
                 self.result.pages += 1
                 self._phase = f"deleting page {self.result.pages} ({len(ids)} ids)"
+                # without an on_batch, the delete's own (the hook's filter_delete(on_batch=...))
+                hooks: dict[str, Any] = {"on_unknown": self._unknown}
+                if self.on_batch is not None:
+                    hooks["on_batch"] = self.on_batch
                 try:
-                    batch = self.delete(ids) if self.on_batch is None else self.delete(ids, self.on_batch)
+                    batch = self.delete(ids, **hooks)
                 except VikingDBError as exc:
                     done = getattr(exc, "result", None)
                     if done is not None:
                         self.result.add(done)
                     raise FilterDeleteError(
                         f"deleting page {self.result.pages} failed: {end_sentence(str(exc))} "
-                        f"{self.result.progress()}",
+                        f"{self.result.stopped()}",
                         self.result,
                         exc,
                     ) from exc
@@ -560,19 +598,25 @@ class FilterDelete:
             if isinstance(error, VikingDBError):
                 raise FilterDeleteError(
                     f"searching index {self.index_name!r} failed: {end_sentence(str(error))} "
-                    f"{self.result.progress()}",
+                    f"{self.result.stopped()}",
                     self.result,
                     error,
                 ) from error
             raise error
         return last_ids, deleted_at
 
+    def _unknown(self, ids: Sequence[Any], error: VikingDBError | None) -> None:
+        """A delete batch whose outcome is unknown: counted, then passed on to ``on_unknown``."""
+        self.result.ids_unknown += len(ids)
+        if self.on_unknown is not None:
+            self.on_unknown(ids, error)
+
     def _check_cap(self, page: int) -> None:
         if self.max_delete is not None and self.result.ids_deleted + page > self.max_delete:
             raise FilterDeleteError(
                 f"the next page would take the delete to {self.result.ids_deleted + page} records, more than "
                 f"max_delete={self.max_delete} (records matching the filter arrived after the count?). "
-                f"Stopped; {self.result.progress()}",
+                f"Stopped; {self.result.stopped()}",
                 self.result,
             )
 
@@ -607,7 +651,7 @@ class FilterDelete:
         if not synced:
             raise FilterDeleteError(
                 f"index {self.index_name!r} did not apply the deletes within {self.verify_timeout:g}s: "
-                f"{check.pending_text()}. {self.result.progress()}; nothing was verified",
+                f"{check.pending_text()}. {self.result.stopped()}; nothing was verified",
                 self.result,
                 retryable=True,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections import Counter
 
@@ -183,6 +184,40 @@ def test_what_still_matches_gets_another_pass_up_to_max_passes(server, monkeypat
     monkeypatch.setattr(runner, "_wait_for_index", lambda ids, at: None)
     result = runner.run(20)
     assert (result.passes, result.remaining) == (3, 0)
+
+
+@pytest.mark.parametrize("listening", [True, False], ids=["on_unknown", "no-callback"])
+def test_a_batch_whose_answer_was_lost_is_outcome_unknown_not_deleted(server, monkeypatch, listening):
+    # docs/operators.md, Deletion receipts: a delete by filter records the ids whose outcome is
+    # unknown (sent, the answer lost: the service may have deleted them), and its error says so.
+    conn = json.loads(server.connection_json())
+    conn["extra"]["max_retries"] = 0
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
+    server.load("c", rows(300))  # 200 match
+    server.cut_next(DELETE_PATH, where="body", applied=True, after=1)  # the 2nd batch: applied, answer cut
+    runner = VikingDBHook().filter_delete(
+        index_name="c_index", collection_name="c", filter=GROUP_A, batch_size=50, max_concurrency=1
+    )
+    told, acknowledged = [], []
+    if listening:
+        runner.on_batch = lambda ids, envelope: acknowledged.append(list(ids))
+        runner.on_unknown = lambda ids, error: told.append((list(ids), error))
+    with pytest.raises(FilterDeleteError) as caught:
+        runner.run(runner.count())
+    sent = [r.body["ids"] for r in server.requests if r.path == DELETE_PATH]
+    assert len(sent) == 2  # nothing after the lost batch
+    result = caught.value.result
+    assert (result.matched, result.ids_deleted, result.ids_unknown) == (200, 50, 50)
+    if listening:
+        assert acknowledged == [sent[0]]
+        ((ids, error),) = told
+        assert ids == sent[1] and error.code == "IncompleteAnswer" and error.maybe_applied
+    assert (
+        "50 ids deleted from collection 'c' in 1 page (1 pass); outcome unknown: 50 ids (sent, no answer "
+        "came back: the service may have deleted them); not deleted (refused, or never sent): 100 of "
+        "the 200 ids that matched at the start" in str(caught.value)
+    )
+    assert retry_can_fix(caught.value)  # another try deletes them again (idempotent)
 
 
 def test_a_search_error_fails_with_what_was_done(server):

@@ -22,7 +22,7 @@ from airflow_provider_vikingdb.ids import MAX_BATCH_SIZE
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_vikingdb.batching import BatchResult
+    from airflow_provider_vikingdb.batching import BatchResult, OnUnknown
     from airflow_provider_vikingdb.connection import VikingDBConnectionConfig
     from airflow_provider_vikingdb.deadline import Cancel
     from airflow_provider_vikingdb.ratelimit import AdaptiveRateLimiter
@@ -72,4 +72,5 @@ class HookHost(BaseHook):
         max_concurrency: int | None = None,
         on_progress: Callable[[BatchResult], None] | None = None,
         on_batch: Callable[[Sequence[str | int], dict[str, Any]], None] | None = None,
+        on_unknown: OnUnknown | None = None,
     ) -> BatchResult: ...

@@ -213,11 +213,12 @@ class VikingDBReadsMixin(_Base):
         check_batch_size(batch_size)
         return FilterDelete(
             send=self.request,
-            delete=lambda ids, batch_hook=on_batch: self.delete(
+            delete=lambda ids, on_batch=on_batch, on_unknown=None: self.delete(
                 ids,
                 batch_size=batch_size,
                 max_concurrency=max_concurrency,
-                on_batch=batch_hook,
+                on_batch=on_batch,
+                on_unknown=on_unknown,
                 **target.body,
             ),
             target=target,

@@ -235,7 +235,8 @@ def execute_by_filter(
                 else "",
             )
             return op._receipted(receipt, {**base, "matched": 0, "remaining": 0})
-        runner.on_batch = receipt.on_batch if receipt is not None else None
+        if receipt is not None:  # the ids path's receipt lines: acknowledged, and outcome unknown
+            runner.on_batch, runner.on_unknown = receipt.on_batch, receipt.on_unknown
         try:
             result = runner.run(matched)
         except FilterDeleteError as exc:

@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH
-from tests.e2e.conftest import LOGICAL_DATE, run_dag
+from airflow_provider_vikingdb.receipts import read_receipt
+from tests.e2e.conftest import LOGICAL_DATE, run_dag, use_extra
 
 pytestmark = pytest.mark.e2e
 
@@ -71,6 +72,57 @@ def test_retention_deletes_exactly_what_is_older_than_the_cutoff_and_a_rerun_del
     assert (again.xcom["delete"]["matched"], again.xcom["delete"]["ids_deleted"]) == (0, 0)
     assert deleted(server) == []
     assert len(server.records("events")) == RECORDS - len(old)
+
+
+def test_a_retention_run_whose_delete_answer_was_lost_records_those_ids_as_unknown(
+    server, tmp_path, monkeypatch, capfd
+):
+    # docs/operators.md, Deletion receipts: a batch whose answer was lost (the service may have
+    # deleted its ids) is an "unknown" line, and the final counts split what matched three ways.
+    when = logical_date()
+    now = int(when.timestamp())
+    old = [{"id": f"o{i:04d}", "created_at": now - 100 * 86400 - i, "source": "crm"} for i in range(1000)]
+    young = [{"id": f"y{i:04d}", "created_at": now - i, "source": "web"} for i in range(200)]
+    server.load("events", old + young)
+    # Pages of 300, one request at a time: page 1 (3 batches) and page 2's first batch are
+    # acknowledged; page 2's second batch is applied and its answer cut off, on both attempts.
+    use_extra(server, monkeypatch, max_retries=1)
+    server.cut_next(DELETE_PATH, where="body", applied=True, times=2, after=4)
+    receipt = f"file://{tmp_path}/retention.jsonl"
+    result = run_dag("e2e_filter_retention_receipt", conf={"receipt": receipt}, logical_date=when)
+    assert result.tasks["delete"] == "failed", result
+
+    requests = [r for r in server.requests if r.path == DELETE_PATH]
+    assert len(requests) == 6  # nothing was sent after the lost batch
+    lost = requests[4].body["ids"]
+    assert requests[5].body["ids"] == lost and len(lost) == 100
+    gone = {r["id"] for r in old} - set(server.records("events"))
+    assert set(server.records("events")) >= {r["id"] for r in young}
+
+    lines = read_receipt(receipt)
+    assert [line["kind"] for line in lines] == ["batch"] * 4 + ["unknown", "final"]
+    acknowledged = [i for line in lines if line["kind"] == "batch" for i in line["ids"]]
+    assert acknowledged == [i for r in requests[:4] for i in r.body["ids"]]
+    unknown = lines[4]
+    assert unknown["ids"] == lost and unknown["target"] == "collection 'events'"
+    assert unknown["error"].startswith("VikingDBConnectionError: VikingDB IncompleteAnswer")
+    assert set(acknowledged) | set(lost) == gone  # the receipt names every id that may be gone
+    final = lines[-1]
+    assert final["outcome"] == "failed" and "IncompleteAnswer" in final["error"]
+    assert final["counts"] == {
+        "ids_deleted": 400,
+        "batches": 4,
+        "ids_requested": 1000,  # what matched
+        "ids_unknown": 100,
+        "ids_not_deleted": 500,  # never sent: the rest of page 2, and the pages not searched yet
+    }
+    # the task's error says the same split of the whole run as the receipt
+    out = capfd.readouterr()
+    assert (
+        "400 ids deleted from collection 'events' in 2 pages (1 pass); outcome unknown: 100 ids (sent, "
+        "no answer came back: the service may have deleted them); not deleted (refused, or never "
+        "sent): 500 of the 1000 ids that matched at the start" in out.out + out.err
+    )
 
 
 def test_filter_only_deletes_what_it_matches_across_pages(server):

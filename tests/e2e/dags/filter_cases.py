@@ -60,3 +60,18 @@ with DAG("e2e_filter_from_conf", params={"filter": Param("{}", type="string")}, 
         filter="{{ params.filter }}",
         **FAST,
     )
+
+# Retention with a receipt, one delete request at a time (so a fault lands on a known batch) in
+# pages of 300 (so the run spans pages: a page's split is not the whole run's).
+with DAG("e2e_filter_retention_receipt", params={"receipt": Param("", type="string")}, **COMMON):
+    VikingDBDeleteOperator(
+        task_id="delete",
+        collection_name="events",
+        index_name="events_index",
+        time_field="created_at",
+        older_than=dt.timedelta(days=90),
+        receipt="{{ params.receipt }}",
+        page_size=300,
+        max_concurrency=1,
+        **FAST,
+    )
