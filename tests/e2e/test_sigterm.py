@@ -20,6 +20,7 @@ import pytest
 
 from airflow_provider_vikingdb.batching import INTERRUPT_GRACE
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, FETCH_IN_INDEX_PATH, UPSERT_PATH
+from airflow_provider_vikingdb.receipts import read_receipt
 from tests.e2e.conftest import run_dag
 
 pytestmark = pytest.mark.e2e
@@ -164,3 +165,47 @@ def test_sigterm_stops_a_delete_by_filter_and_says_where_it_stood(events, rows, 
     assert "a re-run of this run (the same cutoff) deletes what is left" in out
     assert arrivals_after(events, DELETE_PATH, sent_at + INTERRUPT_GRACE + 0.5) == []
     assert arrivals_after(events, FETCH_IN_INDEX_PATH, sent_at + 0.5) == []
+
+
+@pytest.fixture
+def retention(vikingdb_server_factory, monkeypatch):
+    srv = vikingdb_server_factory(
+        collections=("events",), fields={"events": {"created_at": "int64"}}, sk=SECRET, quota=QUOTA
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", srv.connection_json())
+    return srv
+
+
+def test_sigterm_during_a_delete_by_filter_leaves_a_receipt_that_names_every_id_it_may_have_deleted(
+    retention, tmp_path
+):
+    # docs/operators.md, Deletion receipts: the batch in flight when the task was stopped is an
+    # "unknown" line, and the final counts split what matched three ways. One request at a time,
+    # pages of 300: the signal comes mid-page 2, once its first batch is acknowledged.
+    old = [{"id": f"o{n:04d}", "created_at": 1_000_000 + n} for n in range(1000)]
+    young = [{"id": f"y{n:04d}", "created_at": 4_000_000_000} for n in range(100)]  # the year 2096
+    retention.load("events", old + young)
+    receipt = f"file://{tmp_path}/retention.jsonl"
+    kill = SigtermAfter(retention, DELETE_PATH, answers=4)
+    result = run_dag("e2e_filter_retention_receipt", conf={"receipt": receipt})
+    sent_at = kill.check()
+    assert result.tasks["delete"] == "failed", result
+    time.sleep(INTERRUPT_GRACE + 0.5)  # a request abandoned on its way lands by now, if it does
+    assert arrivals_after(retention, DELETE_PATH, sent_at + INTERRUPT_GRACE + 0.5) == []
+
+    lines = read_receipt(receipt)
+    final = lines[-1]
+    assert final["outcome"] == "interrupted" and "AirflowTaskTerminated" in final["error"]
+    acknowledged = [i for line in lines if line["kind"] == "batch" for i in line["ids"]]
+    unknown = [line for line in lines if line["kind"] == "unknown"]
+    assert unknown and all(line["error"] == "in flight when interrupted" for line in unknown)
+    maybe = [i for line in unknown for i in line["ids"]]
+    counts = final["counts"]
+    assert counts["ids_requested"] == 1000  # what matched
+    assert (counts["ids_deleted"], counts["ids_unknown"]) == (len(acknowledged), len(maybe))
+    assert counts["ids_deleted"] + counts["ids_unknown"] + counts["ids_not_deleted"] == 1000
+    assert 300 <= len(acknowledged) < 1000
+    # every record the delete took is in the receipt, as acknowledged or as outcome unknown
+    gone = {r["id"] for r in old} - set(retention.records("events"))
+    assert set(acknowledged) <= gone <= set(acknowledged) | set(maybe)
+    assert set(retention.records("events")) >= {r["id"] for r in young}
