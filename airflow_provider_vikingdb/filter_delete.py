@@ -569,12 +569,8 @@ class FilterDelete:
                 self._check_cap(len(ids))
                 self.result.pages += 1
                 self._phase = f"deleting page {self.result.pages} ({len(ids)} ids)"
-                # without an on_batch, the delete's own (the hook's filter_delete(on_batch=...))
-                hooks: dict[str, Any] = {"on_unknown": self._unknown}
-                if self.on_batch is not None:
-                    hooks["on_batch"] = self.on_batch
                 try:
-                    batch = self.delete(ids, **hooks)
+                    batch = self.delete(ids, on_batch=self.on_batch, on_unknown=self._unknown)
                 except VikingDBError as exc:
                     done = getattr(exc, "result", None)
                     if done is not None:

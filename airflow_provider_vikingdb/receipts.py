@@ -18,7 +18,7 @@ the other two).
 Use it from any delete path (ids, ``del_all``, delete-by-filter)::
 
     with Receipt.open(uri, target=str(target), run=run_info(context), requested=len(ids)) as receipt:
-        hook.delete(ids, on_batch=receipt.on_batch, **target.body)
+        hook.delete(ids, on_batch=receipt.on_batch, on_unknown=receipt.on_unknown, **target.body)
         receipt.finish("success", summary)
 
 ``batch(ids, request_id)`` writes one line per acknowledged batch (``on_batch`` is the

@@ -186,7 +186,9 @@ def test_what_still_matches_gets_another_pass_up_to_max_passes(server, monkeypat
     assert (result.passes, result.remaining) == (3, 0)
 
 
-@pytest.mark.parametrize("listening", [True, False], ids=["on_unknown", "no-callback"])
+@pytest.mark.parametrize(
+    "listening", ["attributes", "arguments", None], ids=["on_unknown", "hook-args", "no-callback"]
+)
 def test_a_batch_whose_answer_was_lost_is_outcome_unknown_not_deleted(server, monkeypatch, listening):
     # docs/operators.md, Deletion receipts: a delete by filter records the ids whose outcome is
     # unknown (sent, the answer lost: the service may have deleted them), and its error says so.
@@ -195,13 +197,21 @@ def test_a_batch_whose_answer_was_lost_is_outcome_unknown_not_deleted(server, mo
     monkeypatch.setenv("AIRFLOW_CONN_VIKINGDB_DEFAULT", json.dumps(conn))
     server.load("c", rows(300))  # 200 match
     server.cut_next(DELETE_PATH, where="body", applied=True, after=1)  # the 2nd batch: applied, answer cut
-    runner = VikingDBHook().filter_delete(
-        index_name="c_index", collection_name="c", filter=GROUP_A, batch_size=50, max_concurrency=1
-    )
     told, acknowledged = [], []
-    if listening:
-        runner.on_batch = lambda ids, envelope: acknowledged.append(list(ids))
-        runner.on_unknown = lambda ids, error: told.append((list(ids), error))
+    callbacks = {
+        "on_batch": lambda ids, envelope: acknowledged.append(list(ids)),
+        "on_unknown": lambda ids, error: told.append((list(ids), error)),
+    }
+    runner = VikingDBHook().filter_delete(
+        index_name="c_index",
+        collection_name="c",
+        filter=GROUP_A,
+        batch_size=50,
+        max_concurrency=1,
+        **(callbacks if listening == "arguments" else {}),
+    )
+    if listening == "attributes":
+        runner.on_batch, runner.on_unknown = callbacks["on_batch"], callbacks["on_unknown"]
     with pytest.raises(FilterDeleteError) as caught:
         runner.run(runner.count())
     sent = [r.body["ids"] for r in server.requests if r.path == DELETE_PATH]

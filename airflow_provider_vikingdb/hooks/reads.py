@@ -34,6 +34,7 @@ from airflow_provider_vikingdb.transport import (
 )
 
 if TYPE_CHECKING:
+    from airflow_provider_vikingdb.batching import OnUnknown
     from airflow_provider_vikingdb.hooks._host import HookHost as _Base
 else:
     _Base = object  # at run time a plain mixin: VikingDBHook's MRO is unchanged (see hooks/_host.py)
@@ -202,18 +203,21 @@ class VikingDBReadsMixin(_Base):
         max_passes: int = DEFAULT_MAX_PASSES,
         max_delete: int | None = None,
         on_batch: Callable[[Sequence[Any], dict[str, Any]], None] | None = None,
+        on_unknown: OnUnknown | None = None,
     ) -> FilterDelete:
         """A delete by filter, ready to ``count()``, ``sample()`` or ``run()`` (see ``delete_by_filter``).
 
-        ``on_batch(ids, envelope)`` runs for every acknowledged delete batch (a receipt's).
+        ``on_batch(ids, envelope)`` runs for every acknowledged delete batch, ``on_unknown(ids,
+        error)`` for every delete batch whose outcome is unknown (a receipt's ``on_batch`` and
+        ``on_unknown``; also settable later as the runner's attributes of those names).
         """
         from airflow_provider_vikingdb.index_sync import DEFAULT_MAX_CHECKED_IDS, DEFAULT_POKE_INTERVAL
 
         target = Target.of(collection_name, resource_id)
         check_batch_size(batch_size)
-        return FilterDelete(
+        runner = FilterDelete(
             send=self.request,
-            delete=lambda ids, on_batch=on_batch, on_unknown=None: self.delete(
+            delete=lambda ids, on_batch=None, on_unknown=None: self.delete(
                 ids,
                 batch_size=batch_size,
                 max_concurrency=max_concurrency,
@@ -235,6 +239,8 @@ class VikingDBReadsMixin(_Base):
             log=self.log,
             sleep=self._sleep or time.sleep,
         )
+        runner.on_batch, runner.on_unknown = on_batch, on_unknown
+        return runner
 
     def delete_by_filter(
         self, *, index_name: str, filter: Mapping[str, Any] | str, **kwargs: Any
