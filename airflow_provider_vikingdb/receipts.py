@@ -50,7 +50,16 @@ _LOCAL = frozenset(("", "file", "local"))
 
 
 class ReceiptError(ValueError):
-    """The receipt cannot be written where it was asked to be (raised before anything is deleted)."""
+    """The receipt cannot be written where it was asked to be (raised before anything is deleted).
+
+    ``retryable``: the store could not be reached (a connection refused or reset, a timeout), so
+    another try of the task may write it; anything else (a bad place, no permission, an object
+    that exists already) fails the same way on every try.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def storage_path(value: Any, field: str = "receipt") -> Any:
@@ -151,7 +160,10 @@ class Receipt:
         except ReceiptError:
             raise
         except Exception as exc:
-            raise ReceiptError(f"cannot write the receipt {uri}: {type(exc).__name__}: {exc}") from None
+            raise ReceiptError(
+                f"cannot write the receipt {uri}: {type(exc).__name__}: {exc}",
+                retryable=isinstance(exc, (ConnectionError, TimeoutError)),
+            ) from None
         return cls(stream, uri=uri, target=target, run=run, requested=requested)
 
     def __enter__(self) -> Receipt:

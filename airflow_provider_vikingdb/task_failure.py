@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from airflow_provider_vikingdb._compat import AirflowException, AirflowFailException, task_message
 from airflow_provider_vikingdb.exceptions import VikingDBError, VikingDBInterruptedError
+from airflow_provider_vikingdb.receipts import ReceiptError
 
 
 def retry_can_fix(error: BaseException) -> bool:
@@ -32,6 +33,8 @@ def retry_can_fix(error: BaseException) -> bool:
       beyond the hook's own budget), 5xx, timeouts, unreachable hosts, cut answers are transient;
       credentials (401/403), every other 4xx (400, 404 unknown collection or index), TLS and
       configuration errors are not.
+    - ``ReceiptError``: its ``retryable`` (the store could not be reached: yes; a bad place, no
+      permission, an existing object: no).
     - Anything else (bad input found by our own checks): no.
     """
     seen: set[int] = set()
@@ -43,7 +46,7 @@ def retry_can_fix(error: BaseException) -> bool:
             continue
         if isinstance(error, VikingDBInterruptedError):
             return True
-        if isinstance(error, VikingDBError):
+        if isinstance(error, (VikingDBError, ReceiptError)):
             return error.retryable
         return False
     return False  # pragma: no cover - a cause that leads back to itself

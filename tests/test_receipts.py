@@ -144,3 +144,25 @@ def test_an_object_store_receipt_is_never_overwritten():
         Receipt.open(uri, target="t")
     assert store.cat(uri) == evidence  # the first try's receipt is intact
     assert json.loads(evidence.splitlines()[-1])["outcome"] == "success"
+
+
+@pytest.mark.parametrize(
+    ("failure", "retryable"),
+    [
+        (ConnectionError("connection reset by peer"), True),
+        (TimeoutError("read timed out"), True),
+        (PermissionError("access denied"), False),
+    ],
+    ids=["reset", "timeout", "denied"],
+)
+def test_a_store_that_cannot_be_reached_is_worth_another_try_a_refusal_is_not(
+    flaky_store, failure, retryable
+):
+    # docs/operators.md, Retries: an object store that could not be reached fails only the try.
+    flaky_store.failures = [failure]
+    uri = "flaky://flaky-bucket/r.jsonl"
+    with pytest.raises(ReceiptError) as info:
+        Receipt.open(uri, target="t")
+    assert info.value.retryable is retryable
+    assert f"cannot write the receipt {uri}: {type(failure).__name__}" in str(info.value)
+    assert not flaky_store.exists(uri)

@@ -470,7 +470,8 @@ class VikingDBDeleteOperator(BatchedHookMixin, IndexWaitMixin, BaseOperator):
         try:
             return Receipt.open(self.receipt, target=str(target), run=run_info(context), requested=requested)
         except ReceiptError as exc:
-            self._fail(f"receipt: {exc}. Nothing was deleted.")
+            # The store unreachable: Airflow's retries may write it; a bad place fails at once.
+            fail_try(self, f"receipt: {exc}. Nothing was deleted.", exc)
 
     @staticmethod
     def _receipted(receipt: Receipt | None, summary: dict[str, Any]) -> dict[str, Any]:

@@ -123,6 +123,39 @@ def test_delete_by_ids_heals_on_the_airflow_retry_after_503s_beyond_the_hooks_re
     assert server.records("events") == {}
 
 
+def test_a_receipt_store_that_did_not_answer_heals_on_the_airflow_retry(server, monkeypatch, flaky_store):
+    connect(server, monkeypatch)
+    ids = [f"r{n}" for n in range(250)]
+    server.load("events", [{"id": i, "created_at": 1} for i in ids])
+    uri = "flaky://flaky-bucket/heals.jsonl"
+    flaky_store.failures = [ConnectionError("connection reset by the store")]
+    result = run_dag("e2e_retry_receipt", conf={"ids": ids, "receipt": uri})
+    assert result.tasks["delete"] == "success", result
+    assert result.tries["delete"] == 2  # try 1 could not open the receipt and deleted nothing
+    assert server.records("events") == {}
+    lines = [json.loads(line) for line in flaky_store.cat(uri).splitlines()]
+    assert [line["kind"] for line in lines] == ["batch"] * 3 + ["final"]
+    assert sorted(i for line in lines[:-1] for i in line["ids"]) == sorted(ids)
+    assert lines[-1]["outcome"] == "success" and lines[-1]["run"]["try_number"] == 2
+
+
+def test_a_receipt_store_that_refuses_fails_on_the_first_try_with_nothing_deleted(
+    server, monkeypatch, flaky_store, capfd
+):
+    connect(server, monkeypatch)
+    ids = [f"r{n}" for n in range(250)]
+    server.load("events", [{"id": i, "created_at": 1} for i in ids])
+    flaky_store.failures = [PermissionError("access denied")] * 3
+    result = run_dag("e2e_retry_receipt", conf={"ids": ids, "receipt": "flaky://flaky-bucket/denied.jsonl"})
+    assert result.tasks["delete"] == "failed"
+    assert result.tries["delete"] == 1  # a refusal is refused again: retries=2 is not used
+    assert [r.path for r in server.requests if r.path == DELETE_PATH] == []
+    assert len(server.records("events")) == 250
+    out = capfd.readouterr().out
+    assert "cannot write the receipt flaky://flaky-bucket/denied.jsonl: PermissionError" in out
+    assert "Nothing was deleted" in out
+
+
 def test_upsert_with_a_wrong_secret_key_fails_on_the_first_try(server, monkeypatch, capfd):
     connect(server, monkeypatch, password=WRONG)
     rows = [{"id": f"u{n}", "created_at": n} for n in range(250)]

@@ -42,3 +42,17 @@ with DAG(
     **COMMON,
 ):
     VikingDBUpsertOperator(task_id="load", collection_name="events", records="{{ params.records }}")
+
+# A deletion receipt in an object store (the test's flaky://) that may not answer on try 1.
+with DAG(
+    "e2e_retry_receipt",
+    params={"ids": Param([], type="array"), "receipt": Param("", type="string")},
+    default_args={"retries": 2, **RETRIES},
+    **COMMON,
+):
+    VikingDBDeleteOperator(
+        task_id="delete",
+        collection_name="events",
+        ids="{{ params.ids }}",
+        receipt="{{ params.receipt }}",
+    )
