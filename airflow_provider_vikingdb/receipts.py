@@ -62,6 +62,17 @@ class ReceiptError(ValueError):
         self.retryable = retryable
 
 
+#: exception class names that mean "the store could not be reached": Python's own, and the names
+#: object-store clients give theirs (botocore's ``ConnectionError``, under ``EndpointConnectionError``
+#: and ``ConnectTimeoutError``; its ``ReadTimeoutError``), which do not derive from Python's
+_UNREACHABLE = frozenset(("ConnectionError", "TimeoutError", "ReadTimeoutError", "ConnectTimeoutError"))
+
+
+def unreachable(error: BaseException) -> bool:
+    """Does ``error`` (from opening a receipt) say the store could not be reached?"""
+    return any(cls.__name__ in _UNREACHABLE for cls in type(error).__mro__)
+
+
 def storage_path(value: Any, field: str = "receipt") -> Any:
     """``value`` (an ``ObjectStoragePath``, a URI or an absolute local path) as an ``ObjectStoragePath``."""
     from airflow.sdk import ObjectStoragePath
@@ -162,7 +173,7 @@ class Receipt:
         except Exception as exc:
             raise ReceiptError(
                 f"cannot write the receipt {uri}: {type(exc).__name__}: {exc}",
-                retryable=isinstance(exc, (ConnectionError, TimeoutError)),
+                retryable=unreachable(exc),
             ) from None
         return cls(stream, uri=uri, target=target, run=run, requested=requested)
 

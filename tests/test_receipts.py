@@ -152,8 +152,12 @@ def test_an_object_store_receipt_is_never_overwritten():
         (ConnectionError("connection reset by peer"), True),
         (TimeoutError("read timed out"), True),
         (PermissionError("access denied"), False),
+        # botocore's: EndpointConnectionError < its own ConnectionError < BotoCoreError, not Python's
+        (type("EndpointConnectionError", (type("ConnectionError", (Exception,), {}),), {})("no route"), True),
+        (type("ReadTimeoutError", (Exception,), {})("read timed out"), True),
+        (type("NoCredentialsError", (Exception,), {})("unable to locate credentials"), False),
     ],
-    ids=["reset", "timeout", "denied"],
+    ids=["reset", "timeout", "denied", "boto-endpoint", "boto-read-timeout", "boto-credentials"],
 )
 def test_a_store_that_cannot_be_reached_is_worth_another_try_a_refusal_is_not(
     flaky_store, failure, retryable
