@@ -215,7 +215,7 @@ class VikingDBBatchError(VikingDBError):
                 unknown_why="sent, but no usable answer came back: the service may have applied them",
             )
             + " "
-            + next_step(action, retry_helps=cause.retryable or cause.maybe_applied)
+            + next_step(action, retry_helps=retry_helps(cause))
         )
         super().__init__(
             summary,
@@ -238,11 +238,22 @@ def brief(error: VikingDBError) -> str:
     return f"{status}{error.code or type(error).__name__}"
 
 
+def retry_helps(error: VikingDBError) -> bool:
+    """Could another try of the task get past ``error``? The one place that says so.
+
+    Yes when it is ``retryable`` (429, 5xx, timeouts, unreachable hosts, cut answers) or the task
+    was interrupted from outside (nothing is wrong with the request). ``maybe_applied`` does not
+    enter into it: a 403 or a 400 on a retry whose earlier attempt lost its answer leaves its ids
+    outcome unknown, and is still a 403 or a 400 on the next try.
+    """
+    return error.retryable or isinstance(error, VikingDBInterruptedError)
+
+
 def stopping_cause(failures: Mapping[int, VikingDBError]) -> int:
     """Of batches that failed (errors by number), the number of the one that decides what to do
-    next: the lowest-numbered failure another try cannot fix (a 400 among 503s: retrying would
-    only fail on it again), else the lowest-numbered one."""
-    permanent = [n for n, e in failures.items() if not (e.retryable or e.maybe_applied)]
+    next: the lowest-numbered failure another try cannot fix (``retry_helps`` is false: a 400
+    among 503s, retrying would only fail on it again), else the lowest-numbered one."""
+    permanent = [n for n, e in failures.items() if not retry_helps(e)]
     return min(permanent or failures)
 
 

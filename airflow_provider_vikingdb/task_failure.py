@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from airflow_provider_vikingdb._compat import AirflowException, AirflowFailException, task_message
-from airflow_provider_vikingdb.exceptions import VikingDBError, VikingDBInterruptedError
+from airflow_provider_vikingdb.exceptions import VikingDBError, retry_helps
 from airflow_provider_vikingdb.receipts import ReceiptError
 
 
@@ -44,9 +44,9 @@ def retry_can_fix(error: BaseException) -> bool:
         if isinstance(cause, VikingDBError):
             error = cause
             continue
-        if isinstance(error, VikingDBInterruptedError):
-            return True
-        if isinstance(error, (VikingDBError, ReceiptError)):
+        if isinstance(error, VikingDBError):
+            return retry_helps(error)
+        if isinstance(error, ReceiptError):
             return error.retryable
         return False
     return False  # pragma: no cover - a cause that leads back to itself

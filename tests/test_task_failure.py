@@ -90,3 +90,51 @@ def test_fail_try_keeps_the_message_and_the_cause(error):
     assert str(info.value) == f"Task 'delete': {wrapped}"
     assert "not deleted (refused, or never sent): 200 ids" in str(info.value)
     assert info.value.__cause__ is wrapped  # Airflow logs it under the message
+
+
+def test_a_refusal_after_a_lost_attempt_beside_a_503_still_fails_the_task_at_once():
+    """Batches 2 and 3 fail together: 2 on a 503, 3 on a 403 whose first attempt timed out.
+
+    The 403 was the service's word on the retry: a lost earlier attempt makes its ids outcome
+    unknown, not the refusal curable. Another try would meet the 403 again, so it is the cause,
+    the task fails at once, and the message does not promise that a retry finishes the job.
+    """
+    import logging
+    import threading
+
+    from airflow_provider_vikingdb.batching import run_batches
+
+    refused = VikingDBAuthError("the credentials were rejected", code="AuthFailed", http_status=403)
+    refused.earlier_attempt_lost = True  # as the hook's retry loop marks it
+    errors = {2: VikingDBError("busy", code="ServiceUnavailable", http_status=503), 3: refused}
+    both_sent = threading.Barrier(2, timeout=10)
+
+    def send(batch, cancel):
+        number = batch[0] // 10 + 1
+        if number == 1:
+            return {"request_id": "r1"}
+        both_sent.wait()  # 2 and 3 in flight together
+        raise errors[number]
+
+    with pytest.raises(VikingDBBatchError) as info:
+        run_batches(
+            action="delete",
+            target="collection 'c'",
+            items=list(range(30)),
+            batch_size=10,
+            concurrency=2,
+            send=send,
+            keys=list,
+            log=logging.getLogger("test"),
+        )
+    err = info.value
+    assert err.failed_batches == [2, 3] and err.cause is refused
+    assert err.unknown_ids == list(range(20, 30))  # its ids may still have been deleted
+    assert not retry_can_fix(err)
+    with pytest.raises(AirflowFailException):
+        fail_try(Task(), str(err), err)
+    text = str(err)
+    assert "batch 3 of 3 failed with VikingDB HTTP 403 AuthFailed" in text
+    assert "Also failed, in flight at the same time: batch 2: HTTP 503 ServiceUnavailable." in text
+    assert text.endswith("Fix the cause above, then clear the task: deletes are idempotent, so what was "
+                         "already applied is harmless to send again.")  # fmt: skip
