@@ -213,14 +213,20 @@ def error_class_for(status: int) -> type[VikingDBError]:
 
 
 # A header's value runs to the end of its line (an HMAC one holds commas); in a page, to the next tag.
-_AUTH_HEADER = re.compile(r"(?i)\b(authorization|x-security-token)(\s*[:=]\s*)[^\r\n<>\"']+")
+#: an auth header's name and value as a page echoes it: ``Authorization: ...`` (HTML, plain text),
+#: ``authorization=...``, or JSON's ``"Authorization": "..."`` (a quote after the name)
+_AUTH_HEADER = re.compile(r"(?i)\b(authorization|x-security-token)([\"']?\s*[:=]\s*[\"']?)[^\r\n<>\"']+")
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` without any of ``secrets`` and without the values of auth headers it quotes."""
+    """``text`` without any of ``secrets`` and without the values of auth headers it quotes.
+
+    A secret is also removed as JSON may write it (``/`` as ``\\/``: base64 SKs and STS tokens
+    have slashes), since a gateway's JSON page is quoted as it came.
+    """
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "***")
+            text = text.replace(secret, "***").replace(secret.replace("/", "\\/"), "***")
     return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 

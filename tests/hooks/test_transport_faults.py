@@ -478,6 +478,29 @@ def test_quoted_pages_have_secrets_and_auth_header_values_removed():
     assert "other-key-123" not in str(error)
 
 
+def test_a_gateways_json_page_echoing_the_auth_headers_is_quoted_without_them():
+    # A 502/504 that is not an envelope is quoted whole (outcome unknown), and a gateway may answer
+    # JSON that echoes the request's headers. JSON puts a quote between a header's name and its
+    # colon, and may write an STS token's "/" as "\/": neither may let a secret through.
+    from airflow_provider_vikingdb.transport import Answer, read_envelope
+
+    token = "STS2eyJhYi9jZCtlZg/xyz+abc=="  # base64, as real STS tokens are: "/" and "+"
+    escaped = token.replace("/", "\\/")  # what the gateway wrote
+    pages = [
+        f'{{"X-Security-Token": "{escaped}", "message": "Endpoint request timed out"}}',
+        '{"Authorization":"HMAC-SHA256 Credential=AK/20250101/cn-beijing/vikingdb/request, Signature=abc"}',
+        f'{{"message": "Endpoint request timed out for token {escaped}"}}',
+    ]
+    for status in (502, 504):
+        for page in pages:
+            _, error = read_envelope(Answer(status, page.encode(), {}), DELETE_PATH, secrets=(token,))
+            text = str(error)
+            assert error.maybe_applied and page[:8] in text  # quoted...
+            assert "xyz+abc" not in text and "Signature=abc" not in text  # ...without them
+    _, error = read_envelope(Answer(504, pages[0].encode(), {}), DELETE_PATH, secrets=(token,))
+    assert '"X-Security-Token": "***"' in str(error)
+
+
 @pytest.mark.parametrize(
     "body",
     [
