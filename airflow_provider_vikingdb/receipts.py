@@ -69,8 +69,13 @@ _UNREACHABLE = frozenset(("ConnectionError", "TimeoutError", "ReadTimeoutError",
 
 
 def unreachable(error: BaseException) -> bool:
-    """Does ``error`` (from opening a receipt) say the store could not be reached?"""
-    return any(cls.__name__ in _UNREACHABLE for cls in type(error).__mro__)
+    """Does ``error`` (from opening a receipt) say the store could not be reached?
+
+    Not a TLS failure, although botocore's and requests' ``SSLError`` derive from their
+    ``ConnectionError``: a certificate that does not verify fails on every try (as the hook's do).
+    """
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & _UNREACHABLE) and "SSLError" not in names
 
 
 def storage_path(value: Any, field: str = "receipt") -> Any:

@@ -156,8 +156,11 @@ def test_an_object_store_receipt_is_never_overwritten():
         (type("EndpointConnectionError", (type("ConnectionError", (Exception,), {}),), {})("no route"), True),
         (type("ReadTimeoutError", (Exception,), {})("read timed out"), True),
         (type("NoCredentialsError", (Exception,), {})("unable to locate credentials"), False),
+        # botocore's and requests' SSLError derive from their ConnectionError: a certificate that
+        # does not verify fails the same way on every try
+        (type("SSLError", (type("ConnectionError", (Exception,), {}),), {})("cert verify failed"), False),
     ],
-    ids=["reset", "timeout", "denied", "boto-endpoint", "boto-read-timeout", "boto-credentials"],
+    ids=["reset", "timeout", "denied", "boto-endpoint", "boto-read-timeout", "boto-credentials", "boto-tls"],
 )
 def test_a_store_that_cannot_be_reached_is_worth_another_try_a_refusal_is_not(
     flaky_store, failure, retryable
