@@ -125,6 +125,8 @@ def run_batches(
     last_report = [started]
     caller = threading.current_thread()
 
+    reported = [False]  # the interrupted call has said what it did: nothing may change that now
+
     def one(number: int, batch: Sequence[Any]) -> bool:
         with lock:
             done[number] = _TAKEN
@@ -135,12 +137,18 @@ def run_batches(
                 failed[number + 1] = exc
             return False
         with lock:
+            if reported[0]:
+                # Answered after the interrupted call reported this batch as outcome unknown (and
+                # its receipt was closed): it stays that, so the report and the receipt agree.
+                return False
+            # The receipt line first: an interrupt that lands in between leaves the batch taken,
+            # so it is reported as unknown, never as acknowledged without its line.
+            if on_batch is not None:
+                on_batch(batch, envelope)
             done[number] = _DONE
             result.batches += 1
             result.ids_done += len(batch)
             result.request_ids.append(envelope.get("request_id") or "")
-            if on_batch is not None:
-                on_batch(batch, envelope)
         return True
 
     def work() -> None:
@@ -185,6 +193,7 @@ def run_batches(
                 if helper.ident is not None:  # started (the interrupt may come while starting them)
                     helper.join(max(deadline - time.monotonic(), 0))
             with lock:
+                reported[0] = True
                 # Taken and not ended: in flight when interrupted (the caller's own batch, a
                 # worker still stopping), so it may have been applied.
                 unknown = {n for n in range(total) if done[n] == _TAKEN and n + 1 not in failed}
