@@ -37,7 +37,9 @@ storage library is imported when a receipt is opened, not when this module is.
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -75,7 +77,15 @@ def unreachable(error: BaseException) -> bool:
     ``ConnectionError``: a certificate that does not verify fails on every try (as the hook's do).
     """
     names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & _UNREACHABLE) and "SSLError" not in names
+    if "SSLError" in names:
+        return False
+    # A name that does not resolve (socket.gaierror), a network or host out of reach: OSErrors
+    # that are not ConnectionErrors, and that the next try may well not meet.
+    network = isinstance(error, OSError) and (
+        isinstance(error, socket.gaierror)
+        or error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN)
+    )
+    return network or bool(names & _UNREACHABLE)
 
 
 def storage_path(value: Any, field: str = "receipt") -> Any:

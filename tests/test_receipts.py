@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 
 import pytest
@@ -152,6 +153,9 @@ def test_an_object_store_receipt_is_never_overwritten():
         (ConnectionError("connection reset by peer"), True),
         (TimeoutError("read timed out"), True),
         (PermissionError("access denied"), False),
+        (OSError(101, "Network is unreachable"), True),
+        (socket.gaierror(-2, "Name or service not known"), True),
+        (OSError(28, "No space left on device"), False),
         # botocore's: EndpointConnectionError < its own ConnectionError < BotoCoreError, not Python's
         (type("EndpointConnectionError", (type("ConnectionError", (Exception,), {}),), {})("no route"), True),
         (type("ReadTimeoutError", (Exception,), {})("read timed out"), True),
@@ -160,7 +164,18 @@ def test_an_object_store_receipt_is_never_overwritten():
         # does not verify fails the same way on every try
         (type("SSLError", (type("ConnectionError", (Exception,), {}),), {})("cert verify failed"), False),
     ],
-    ids=["reset", "timeout", "denied", "boto-endpoint", "boto-read-timeout", "boto-credentials", "boto-tls"],
+    ids=[
+        "reset",
+        "timeout",
+        "denied",
+        "net-unreachable",
+        "dns",
+        "disk-full",
+        "boto-endpoint",
+        "boto-read-timeout",
+        "boto-credentials",
+        "boto-tls",
+    ],
 )
 def test_a_store_that_cannot_be_reached_is_worth_another_try_a_refusal_is_not(
     flaky_store, failure, retryable

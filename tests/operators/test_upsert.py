@@ -272,6 +272,7 @@ def test_the_hook_streams_an_iterable_in_chunks_and_numbers_batches_across_them(
     error = info.value
     assert seen == [100, 100, 100]
     assert error.failed_batches == [4] and "batch 4 of 5 failed" in str(error)
+    assert list(error.failures) == [4] and error.failures[4] is error.cause  # numbered alike
     assert len(error.done_ids) == 300 and len(error.not_done_ids) == 200
     assert error.result.ids_done == 300 and error.result.ids_requested == 500
 
