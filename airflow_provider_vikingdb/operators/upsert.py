@@ -190,8 +190,12 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
 
         def maybe_written(batch: Sequence[Mapping[str, Any]], error: VikingDBError | None) -> None:
             # Sent, the answer lost: the rows may be in the collection. A rollback must delete
-            # them (deleting an id never written is harmless; leaving one written is not).
+            # them (deleting an id never written is harmless; leaving one written is not). A
+            # batch the task was stopped on just as it was recorded as acknowledged (the last
+            # recorded) is there already: the ids count once.
             keys = [row[id_field] for row in batch]
+            if written[-len(keys) :] == keys:
+                return
             written.extend(keys)
             self._unknown_written += len(keys)
 
