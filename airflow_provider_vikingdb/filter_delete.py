@@ -258,20 +258,21 @@ class FilterDeleteResult:
         )
 
     def stopped(self) -> str:
-        """``progress()`` and the rest of the three-way split, for a run that stopped.
+        """``In all: `` ``progress()`` and the rest of the three-way split, for a run that stopped.
 
         The same split as a deletion receipt's final counts: deleted (acknowledged), outcome
-        unknown, and not deleted (what matched at the start less the other two; refused, never
-        sent, or not searched yet).
+        unknown, and not deleted (what matched at the start less the other two: refused, never
+        sent, or not reached yet). "In all" tells it from the failed page's own split, which a
+        message quotes before it.
         """
         unknown = plural(self.ids_unknown, "id")
         if self.ids_unknown:
             unknown += " (sent, no answer came back: the service may have deleted them)"
-        text = f"{self.progress()}; outcome unknown: {unknown}"
+        text = f"In all: {self.progress()}; outcome unknown: {unknown}"
         if self.matched is not None:
             not_deleted = max(self.matched - self.ids_deleted - self.ids_unknown, 0)
             text += (
-                f"; not deleted (refused, or never sent): {not_deleted} of the "
+                f"; not deleted (refused, never sent, or not reached yet): {not_deleted} of the "
                 f"{plural(self.matched, 'id')} that matched at the start"
             )
         return text
@@ -576,7 +577,8 @@ class FilterDelete:
                     if done is not None:
                         self.result.add(done)
                     raise FilterDeleteError(
-                        f"deleting page {self.result.pages} failed: {end_sentence(str(exc))} "
+                        f"deleting page {self.result.pages} ({plural(len(ids), 'id')}) failed: "
+                        f"{end_sentence(str(exc))} "
                         f"{self.result.stopped()}",
                         self.result,
                         exc,
@@ -612,7 +614,7 @@ class FilterDelete:
             raise FilterDeleteError(
                 f"the next page would take the delete to {self.result.ids_deleted + page} records, more than "
                 f"max_delete={self.max_delete} (records matching the filter arrived after the count?). "
-                f"Stopped; {self.result.stopped()}",
+                f"Stopped. {self.result.stopped()}",
                 self.result,
             )
 

@@ -223,9 +223,11 @@ def test_a_batch_whose_answer_was_lost_is_outcome_unknown_not_deleted(server, mo
         ((ids, error),) = told
         assert ids == sent[1] and error.code == "IncompleteAnswer" and error.maybe_applied
     assert (
-        "50 ids deleted from collection 'c' in 1 page (1 pass); outcome unknown: 50 ids (sent, no answer "
-        "came back: the service may have deleted them); not deleted (refused, or never sent): 100 of "
-        "the 200 ids that matched at the start" in str(caught.value)
+        "deleting page 1 (200 ids) failed: " in str(caught.value)
+        and "In all: 50 ids deleted from collection 'c' in 1 page (1 pass); outcome unknown: 50 ids (sent, "
+        "no answer came back: the service may have deleted them); not deleted (refused, never sent, or not "
+        "reached yet): 100 of the 200 ids that matched at the start"
+        in str(caught.value)
     )
     assert retry_can_fix(caught.value)  # another try deletes them again (idempotent)
 

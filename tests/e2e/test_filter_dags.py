@@ -119,9 +119,9 @@ def test_a_retention_run_whose_delete_answer_was_lost_records_those_ids_as_unkno
     # the task's error says the same split of the whole run as the receipt
     out = capfd.readouterr()
     assert (
-        "400 ids deleted from collection 'events' in 2 pages (1 pass); outcome unknown: 100 ids (sent, "
-        "no answer came back: the service may have deleted them); not deleted (refused, or never "
-        "sent): 500 of the 1000 ids that matched at the start" in out.out + out.err
+        "In all: 400 ids deleted from collection 'events' in 2 pages (1 pass); outcome unknown: 100 ids "
+        "(sent, no answer came back: the service may have deleted them); not deleted (refused, never "
+        "sent, or not reached yet): 500 of the 1000 ids that matched at the start" in out.out + out.err
     )
 
 
