@@ -15,6 +15,14 @@ class Stopped(BaseException):
     """Stands for AirflowTaskTerminated / the execution timeout: raised in the calling thread."""
 
 
+def run_pool(send, **kwargs):
+    """``run_batches`` deleting the ints 0..29 in batches of 10 (batch n holds 10(n-1)..10n-1)."""
+    options = {"concurrency": 2, "keys": list, "log": logging.getLogger("test")} | kwargs
+    return run_batches(
+        action="delete", target="collection 'c'", items=list(range(30)), batch_size=10, send=send, **options
+    )
+
+
 def test_a_batch_answered_after_the_interrupt_report_stays_unknown_and_gets_no_receipt_line(monkeypatch):
     # A worker's answer that comes back after the interrupted call has reported (and its receipt
     # was closed) must not turn into an acknowledged batch: the receipt would name its ids twice,
@@ -36,15 +44,8 @@ def test_a_batch_answered_after_the_interrupt_report_stays_unknown_and_gets_no_r
         return {"request_id": f"r{number}"}
 
     with pytest.raises(Stopped):
-        run_batches(
-            action="delete",
-            target="collection 'c'",
-            items=list(range(30)),
-            batch_size=10,
-            concurrency=2,
-            send=send,
-            keys=list,
-            log=logging.getLogger("test"),
+        run_pool(
+            send,
             on_batch=lambda batch, envelope: acknowledged.append(list(batch)),
             on_unknown=lambda batch, error: unknown.append(list(batch)),
         )
@@ -69,15 +70,9 @@ def test_an_interrupt_inside_the_receipt_write_reports_the_batch_as_unknown_not_
             raise Stopped  # the signal lands while the receipt writes batch 2's line
 
     with pytest.raises(Stopped):
-        run_batches(
-            action="delete",
-            target="collection 'c'",
-            items=list(range(30)),
-            batch_size=10,
+        run_pool(
+            lambda batch, cancel: {"request_id": "r"},
             concurrency=1,
-            send=lambda batch, cancel: {"request_id": "r"},
-            keys=list,
-            log=logging.getLogger("test"),
             on_batch=on_batch,
             on_unknown=lambda batch, error: told_unknown.append(list(batch)),
         )

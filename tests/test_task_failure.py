@@ -99,10 +99,9 @@ def test_a_refusal_after_a_lost_attempt_beside_a_503_still_fails_the_task_at_onc
     unknown, not the refusal curable. Another try would meet the 403 again, so it is the cause,
     the task fails at once, and the message does not promise that a retry finishes the job.
     """
-    import logging
     import threading
 
-    from airflow_provider_vikingdb.batching import run_batches
+    from tests.test_batching import run_pool
 
     refused = VikingDBAuthError("the credentials were rejected", code="AuthFailed", http_status=403)
     refused.earlier_attempt_lost = True  # as the hook's retry loop marks it
@@ -117,16 +116,7 @@ def test_a_refusal_after_a_lost_attempt_beside_a_503_still_fails_the_task_at_onc
         raise errors[number]
 
     with pytest.raises(VikingDBBatchError) as info:
-        run_batches(
-            action="delete",
-            target="collection 'c'",
-            items=list(range(30)),
-            batch_size=10,
-            concurrency=2,
-            send=send,
-            keys=list,
-            log=logging.getLogger("test"),
-        )
+        run_pool(send)
     err = info.value
     assert err.failed_batches == [2, 3] and err.cause is refused
     assert err.unknown_ids == list(range(20, 30))  # its ids may still have been deleted
