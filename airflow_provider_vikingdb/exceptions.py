@@ -58,7 +58,7 @@ class VikingDBError(Exception):
     @property
     def answer_lost(self) -> bool:
         """This attempt was sent and its answer was lost: cut off, timed out, a 200 that is not an
-        envelope, or a gateway's 502/504 page (``non_envelope_answer_lost``)."""
+        envelope, or a gateway's 5xx page (``non_envelope_answer_lost``)."""
         return False
 
     @property
@@ -66,11 +66,10 @@ class VikingDBError(Exception):
         """The request may have been applied although no success came back (outcome unknown).
 
         True when this attempt's answer was lost (``answer_lost``: cut off, timed out, a 200 that
-        is not an envelope, a gateway's 502 Bad Gateway or 504 Gateway Timeout page) or an earlier
-        attempt's was (``earlier_attempt_lost``). False for an answer the service gave (an
-        envelope 4xx or 5xx: it says what it did), for a 500 or 503 that is not an envelope
-        (whatever answered says it could not handle the request), and for a request that was never
-        sent (a host that could not be reached, bad input).
+        is not an envelope, a gateway's 5xx page) or an earlier attempt's was
+        (``earlier_attempt_lost``). False for an answer the service gave (an envelope 4xx or 5xx:
+        it says what it did) and for a request that was never sent (a host that could not be
+        reached, bad input).
         """
         return self.answer_lost or self.earlier_attempt_lost
 
@@ -104,27 +103,26 @@ class VikingDBThrottledError(VikingDBError):
 #: codes of a request that was sent and whose answer was lost: it may have been applied
 ANSWER_LOST_CODES = frozenset(("IncompleteAnswer", "Timeout", "BadResponse"))
 
-#: statuses that, on an answer that is not a VikingDB envelope, mean the service's own answer was
-#: lost: a 200 cut or mangled on the way, and a gateway's 502 Bad Gateway or 504 Gateway Timeout
-#: (RFC 9110 15.6.3, 15.6.5: it got no valid, or no timely, answer from the service, which may well
-#: have had the request and applied it)
-ANSWER_LOST_STATUSES = frozenset((200, 502, 504))
-
 
 def non_envelope_answer_lost(status: int) -> bool:
     """Does an answer with this status that is not an envelope stand for a lost answer?
 
-    The one place that says so. A 500 or 503 that is not an envelope (and every 4xx) is whatever
-    answered refusing the request itself, not a lost answer: counted as not applied.
+    The one place that says so. A 200 cut or mangled on the way; and any 5xx page from something in
+    front of the service (a gateway, a proxy, a load balancer). A 502 or 504 says it got no valid,
+    or no timely, answer from the service (RFC 9110 15.6.3, 15.6.5), which may well have applied
+    the request; a 500 or 503 page usually means the request was not passed on, but not always (a
+    proxy's 503 on an upstream reset comes after it was). Counting such a batch as outcome unknown
+    costs a rollback one harmless delete too many; counting it as not applied would leave rows a
+    failed load wrote behind a green rollback. A 4xx page is a refusal, not a lost answer.
     """
-    return status in ANSWER_LOST_STATUSES
+    return status == 200 or 500 <= status <= 599
 
 
 class VikingDBConnectionError(VikingDBError):
     """No usable HTTP answer: the host could not be reached (``ConnectionError``: it got nothing), the
     connection broke mid-answer (``IncompleteAnswer``), a timeout (``Timeout``), or an answer that is
-    not an envelope where the service's should have been (``BadResponse``: a 200, or a gateway's 502
-    or 504 page). The last three may have been applied (``maybe_applied``)."""
+    not an envelope where the service's should have been (``BadResponse``: a 200, or a gateway's 5xx
+    page). The last three may have been applied (``maybe_applied``)."""
 
     @property
     def retryable(self) -> bool:
@@ -165,7 +163,7 @@ class VikingDBBatchError(VikingDBError):
 
     - ``done_ids``: acknowledged by the service;
     - ``unknown_ids``: outcome unknown: their batch was sent and its answer was lost (cut off,
-      timed out, a 200 that is not an envelope, a gateway's 502/504 page;
+      timed out, a 200 that is not an envelope, a gateway's 5xx page;
       ``VikingDBError.maybe_applied``), so the service may have applied it. A rollback must
       treat them as written, a delete as possibly still there;
     - ``not_done_ids``: not applied: their batch was refused, or never sent.

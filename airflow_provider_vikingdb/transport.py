@@ -156,7 +156,7 @@ def read_envelope(
         data = None
     request_id = answer.header(REQUEST_ID_HEADER)
     # A 200 is an envelope only with a code: ``{}`` from a proxy or a mangled body is not the
-    # service's word either; nor is a gateway's JSON 502/504 (``{"message": "Endpoint request
+    # service's word either; nor is a gateway's JSON 5xx (``{"message": "Endpoint request
     # timed out"}``). Other statuses say enough by themselves.
     if not isinstance(data, dict) or (non_envelope_answer_lost(status) and "code" not in data):
         text = scrub(answer.body.decode("utf-8", "replace"), secrets)
@@ -168,9 +168,10 @@ def read_envelope(
                 "; the host did not answer like a VikingDB data-plane endpoint: check the connection's "
                 "host, port and scheme"
             )
-        # A 200 that is not an envelope is a cut or mangled answer, and a gateway's 502/504 page
-        # stands for an answer it did not get: not the service's word, and the request may have
-        # been applied. Worth another attempt either way (every data-plane call is idempotent).
+        # A 200 that is not an envelope is a cut or mangled answer, and a gateway's 5xx page
+        # stands for an answer it did not get or did not pass on: not the service's word, and the
+        # request may have been applied. Worth another attempt either way (every data-plane call
+        # is idempotent).
         error_class: type[VikingDBError] = error_class_for(status)
         if non_envelope_answer_lost(status):
             error_class = VikingDBConnectionError
