@@ -13,6 +13,7 @@ the hook (``requests``, ``volcengine``) and the object-storage library load when
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator, XComArg
@@ -144,13 +145,18 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         written: list[str | int] = []
         self._unknown_written = 0  # of ``written``: ids whose batch's outcome is unknown
+        ti = context.get("ti")
+        #: a retry or a cleared task's new try: earlier tries may have written any of the records,
+        #: and Airflow cleared the written_ids they recorded when this try started
+        self._try_number = try_number = getattr(ti, "try_number", None) or 1
+        self._whole_input = False  # ``written`` holds every id of the input (a later try)
         # Before anything is sent: a rollback that finds no written_ids at all knows the load
         # never ran; one that finds this knows it ran and was killed before saying what it wrote.
-        if (ti := context.get("ti")) is not None:
+        if ti is not None:
             ti.xcom_push(key=WRITTEN_IDS_KEY, value=UNFINISHED)
         try:
             with self._killable():
-                summary = self._load(written)
+                summary = self._load(written, context if try_number > 1 else None)
         except BaseException:
             # Whatever happened (a batch refused, bad input, a timeout, a kill): what the
             # service acknowledged is where the rollback reads it.
@@ -159,7 +165,7 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
         self._push_written(context, written)
         return summary
 
-    def _load(self, written: list[str | int]) -> dict[str, Any]:
+    def _load(self, written: list[str | int], later_try: Context | None = None) -> dict[str, Any]:
         target = self._checked_target()
         try:
             ttl = check_ttl(self.ttl)
@@ -170,6 +176,7 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
             count = self._check_file(path)
             rows: Any = self._read_file(path) if count else []
             source = f"{count} records of {path}"
+            again = partial(self._read_file, path)  # another pass over the file
         else:
             try:
                 rows = check_records(self.records, self.id_field)
@@ -177,6 +184,7 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
                 self._fail(f"{exc}. Nothing was sent.")
             count = len(rows)
             source = f"{count} records"
+            again = partial(iter, rows)
         summary: dict[str, Any] = {"target": str(target), "records": count, "ttl": ttl}
         if not count:
             self.log.info("No records to write to %s: nothing sent.", target)
@@ -184,11 +192,31 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
             return {**summary, **nothing}
 
         id_field = self.id_field
+        if later_try is not None:
+            # What earlier tries wrote is not known any more, and may be any of the records: the
+            # rollback must be able to take back all of them, from before the first request.
+            written.extend(row[id_field] for row in again())
+            self._whole_input = True
+            self.log.warning(
+                "This is try %d of the load: an earlier try may have written any of the %s, and "
+                "Airflow cleared the %r it recorded when this try started. %r holds all %s from now "
+                "on, so a rollback takes back whatever any try wrote.",
+                self._try_number,
+                plural(count, "record"),
+                WRITTEN_IDS_KEY,
+                WRITTEN_IDS_KEY,
+                plural(len(written), "id"),
+            )
+            self._push_written(later_try, written)
 
         def acknowledged(batch: Sequence[Mapping[str, Any]], envelope: dict[str, Any]) -> None:
+            if self._whole_input:
+                return  # listed already
             written.extend(row[id_field] for row in batch)  # one batch at a time (the pool's lock)
 
         def maybe_written(batch: Sequence[Mapping[str, Any]], error: VikingDBError | None) -> None:
+            if self._whole_input:
+                return
             # Sent, the answer lost: the rows may be in the collection. A rollback must delete
             # them (deleting an id never written is harmless; leaving one written is not). A
             # batch the task was stopped on just as it was recorded as acknowledged (the last
@@ -291,6 +319,11 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
 
     def _written_text(self, count: int) -> str:
         """``the 100 ids the service acknowledged`` (and those whose outcome is unknown)."""
+        if getattr(self, "_whole_input", False):
+            return (
+                f"all {plural(count, 'id')} of the input (try {self._try_number}: an earlier try may have "
+                "written any of them)"
+            )
         unknown = getattr(self, "_unknown_written", 0)
         text = f"the {plural(count - unknown, 'id')} the service acknowledged"
         if unknown:

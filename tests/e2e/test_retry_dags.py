@@ -167,3 +167,26 @@ def test_upsert_with_a_wrong_secret_key_fails_on_the_first_try(server, monkeypat
     assert result.xcom_keys["written_ids"]["load"] == []
     out = capfd.readouterr().out
     assert "credentials were rejected" in out and WRONG not in out
+
+
+def test_a_load_retried_by_airflow_is_rolled_back_whole_whatever_each_try_wrote(server, monkeypatch, capfd):
+    # Try 1 writes 3 batches, then 503s outlast the hook's retries; try 2 is refused at once.
+    # Airflow clears try 1's written_ids when try 2 starts: try 2's holds every id of the input.
+    connect(server, monkeypatch)
+    server.load("events", [{"id": f"keep{n}", "created_at": n} for n in range(3)])
+    rows = [{"id": f"u{n:04d}", "created_at": n} for n in range(1000)]
+    server.fail_next(UPSERT_PATH, status=503, code="ServiceUnavailable", after=3, times=10)
+    result = run_dag("e2e_retry_load_rollback", conf={"records": rows})
+    assert result.tasks == {"load": "failed", "rollback": "success"}, result
+    assert result.tries["load"] == 2
+    written_by_try_1 = {
+        row["id"]
+        for r in server.requests
+        if r.path == UPSERT_PATH and r.status == 200
+        for row in r.body["data"]
+    }
+    assert len(written_by_try_1) == 300
+    assert set(server.records("events")) == {"keep0", "keep1", "keep2"}  # all that any try wrote is gone
+    assert result.xcom["rollback"]["ids_requested"] == 1000
+    out = capfd.readouterr().out
+    assert "This is try 2 of the load: an earlier try may have written any of the 1000 records" in out

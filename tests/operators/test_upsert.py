@@ -15,7 +15,8 @@ from airflow_provider_vikingdb.operators.vikingdb import VikingDBUpsertOperator
 
 
 class FakeTI:
-    def __init__(self):
+    def __init__(self, try_number=1):
+        self.try_number = try_number
         self.pushed = {}
         self.history = []  # every push, in order
 
@@ -43,12 +44,13 @@ def server(vikingdb_server_factory, monkeypatch):
     return srv
 
 
-def run(op):
-    ti = FakeTI()
+def run(op, try_number=1):
+    ti = FakeTI(try_number)
     try:
         return op.execute({"ti": ti}), ti.pushed
     except BaseException as exc:
         exc.pushed = ti.pushed
+        exc.history = ti.history
         raise
 
 
@@ -322,3 +324,38 @@ def test_written_ids_says_unfinished_before_anything_is_sent(server):
     (first_key, first, sent_then), (last_key, last, _) = ti.history
     assert (first_key, first, sent_then) == ("written_ids", UNFINISHED, 0)
     assert last_key == "written_ids" and sorted(last) == sorted(r["id"] for r in rows(150))
+
+
+@pytest.mark.parametrize("source", ["records", "records_path"])
+def test_a_later_try_lists_every_id_of_the_input_before_it_sends_anything(
+    server, tmp_path, source, caplog, capfd
+):
+    # Airflow clears a task's XComs when a new try starts: what try 1 wrote is no longer listed, and
+    # it may be any of the records. Try 2's written_ids holds them all, from before its first request.
+    records = rows(250)
+    if source == "records":
+        op = VikingDBUpsertOperator(task_id="load", collection_name="docs", records=records)
+    else:
+        path = tmp_path / "rows.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        op = VikingDBUpsertOperator(task_id="load", collection_name="docs", records_path=str(path))
+    server.fail_next(UPSERT_PATH, status=400, code="InvalidParameter", message="scripted")  # the first batch
+    with pytest.raises(AirflowFailException) as info:
+        run(op, try_number=2)
+    every = [r["id"] for r in records]
+    pushes = [value for key, value in info.value.history if key == "written_ids"]
+    assert pushes[1] == every  # before the first request: a kill from here on still leaves them
+    assert info.value.pushed["written_ids"] == every  # nothing acknowledged, still all of them
+    assert len(upserts(server)) == 1
+    assert "all 250 ids of the input (try 2: an earlier try may have written any of them)" in str(info.value)
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err
+    assert "This is try 2 of the load: an earlier try may have written any of the 250 records" in logged
+
+
+def test_a_later_try_that_succeeds_lists_each_id_once(server):
+    summary, pushed = run(
+        VikingDBUpsertOperator(task_id="load", collection_name="docs", records=rows(250)), 3
+    )
+    assert pushed["written_ids"] == [r["id"] for r in rows(250)]
+    assert summary["ids_written"] == 250 and len(server.records("docs")) == 250

@@ -56,3 +56,22 @@ with DAG(
         ids="{{ params.ids }}",
         receipt="{{ params.receipt }}",
     )
+
+# A load with an Airflow retry and the rollback of what it wrote: try 1 writes part of it, try 2
+# fails at once; the rollback must take back what either try wrote.
+with DAG(
+    "e2e_retry_load_rollback",
+    params={"records": Param([], type="array")},
+    default_args={"retries": 1, **RETRIES},
+    **COMMON,
+):
+    retried_load = VikingDBUpsertOperator(
+        task_id="load", collection_name="events", records="{{ params.records }}", max_concurrency=1
+    )
+    VikingDBDeleteOperator(
+        task_id="rollback",
+        collection_name="events",
+        ids=retried_load.written_ids,
+        trigger_rule="one_failed",
+        retries=0,
+    )
