@@ -286,7 +286,8 @@ def next_step(action: str, *, retry_helps: bool) -> str:
     if retry_helps:
         return (
             f"{again.capitalize()} are idempotent: clearing the task (or an Airflow retry) sends "
-            "the unknown and the missing ones again and finishes the job."
+            "all of them again, those already applied included, and finishes the job if its "
+            "execution_timeout leaves it the time."
         )
     return (
         f"Fix the cause above, then clear the task: {again} are idempotent, so what was already "

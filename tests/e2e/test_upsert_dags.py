@@ -246,7 +246,7 @@ def test_a_delete_whose_answers_were_lost_says_acknowledged_unknown_and_not_sent
         f"(first: '{unknown[0]}'" in text
     )
     assert f"not deleted (refused, or never sent): {not_sent} ids" in text
-    assert "clearing the task (or an Airflow retry) sends the unknown and the missing ones again" in text
+    assert "clearing the task (or an Airflow retry) sends all of them again" in text
     assert "Not done" not in text
 
 

@@ -301,8 +301,9 @@ def test_a_middle_batch_whose_answer_was_lost_is_outcome_unknown_not_undone(serv
     assert "the service may have applied them" in text
     assert "not deleted (refused, or never sent): 200 ids (first: 'r300'" in text
     assert "Not done" not in text and ".." not in text.replace(", ...)", "")
-    assert text.endswith("Deletes are idempotent: clearing the task (or an Airflow retry) sends the unknown "
-                         "and the missing ones again and finishes the job.")  # fmt: skip
+    assert text.endswith("Deletes are idempotent: clearing the task (or an Airflow retry) sends all of them "
+                         "again, those already applied included, and finishes the job if its "
+                         "execution_timeout leaves it the time.")  # fmt: skip
 
 
 def test_a_batch_stays_unknown_when_an_earlier_attempt_lost_its_answer(server, monkeypatch):
@@ -349,7 +350,7 @@ def test_a_batch_answered_by_a_gateways_page_after_it_was_applied_is_outcome_unk
     assert f"a gateway answered {status} in the service's place: the request may have reached" in text
     assert "100 of 300 ids acknowledged in 1 of 3 batches; outcome unknown: 100 ids (first: 'r100'" in text
     assert "not deleted (refused, or never sent): 100 ids (first: 'r200'" in text
-    assert "clearing the task (or an Airflow retry) sends the unknown and the missing ones again" in text
+    assert "clearing the task (or an Airflow retry) sends all of them again" in text
 
 
 def test_a_refused_or_unreachable_request_was_not_applied_and_a_lost_answer_may_have_been():
