@@ -208,6 +208,8 @@ class FilterDeleteResult:
     ids_deleted: int = 0
     #: ids of delete batches whose answer was lost: the service may have deleted them
     ids_unknown: int = 0
+    #: ids searched and not deleted: the failed page's refused, or never sent (of a run that stopped)
+    ids_refused: int = 0
     pages: int = 0
     passes: int = 0
     searches: int = 0
@@ -269,13 +271,31 @@ class FilterDeleteResult:
         if self.ids_unknown:
             unknown += " (sent, no answer came back: the service may have deleted them)"
         text = f"In all: {self.progress()}; outcome unknown: {unknown}"
+        text += f"; not deleted (refused, or never sent): {plural(self.ids_refused, 'id')}"
         if self.matched is not None:
-            not_deleted = max(self.matched - self.ids_deleted - self.ids_unknown, 0)
             text += (
-                f"; not deleted (refused, never sent, or not reached yet): {not_deleted} of the "
-                f"{plural(self.matched, 'id')} that matched at the start"
+                f"; not reached yet: {self.not_reached} of the {plural(self.matched, 'id')} that matched "
+                "at the start"
             )
+            if self.matched_later:
+                text += f" ({self.matched_later} more came to match during the run)"
         return text
+
+    @property
+    def taken_on(self) -> int:
+        """Ids the run searched and sent, or tried to: deleted, outcome unknown, refused."""
+        return self.ids_deleted + self.ids_unknown + self.ids_refused
+
+    @property
+    def not_reached(self) -> int:
+        """Of what matched at the start, how many the run had not searched for yet (an estimate when
+        records came to match during the run)."""
+        return max((self.matched or 0) - self.taken_on, 0)
+
+    @property
+    def matched_later(self) -> int:
+        """How many more the run took on than matched at the start: records that came to match."""
+        return max(self.taken_on - (self.matched or 0), 0) if self.matched is not None else 0
 
 
 class FilterDeleteError(VikingDBError):
@@ -570,12 +590,20 @@ class FilterDelete:
                 self._check_cap(len(ids))
                 self.result.pages += 1
                 self._phase = f"deleting page {self.result.pages} ({len(ids)} ids)"
+                unknown_before = self.result.ids_unknown
                 try:
                     batch = self.delete(ids, on_batch=self.on_batch, on_unknown=self._unknown)
                 except VikingDBError as exc:
                     done = getattr(exc, "result", None)
                     if done is not None:
                         self.result.add(done)
+                    # the page's ids neither acknowledged nor of unknown outcome: refused, or never sent
+                    self.result.ids_refused += max(
+                        len(ids)
+                        - (done.ids_done if done is not None else 0)
+                        - (self.result.ids_unknown - unknown_before),
+                        0,
+                    )
                     raise FilterDeleteError(
                         f"deleting page {self.result.pages} ({plural(len(ids), 'id')}) failed: "
                         f"{end_sentence(str(exc))} "

@@ -225,8 +225,8 @@ def test_a_batch_whose_answer_was_lost_is_outcome_unknown_not_deleted(server, mo
     assert (
         "deleting page 1 (200 ids) failed: " in str(caught.value)
         and "In all: 50 ids deleted from collection 'c' in 1 page (1 pass); outcome unknown: 50 ids (sent, "
-        "no answer came back: the service may have deleted them); not deleted (refused, never sent, or not "
-        "reached yet): 100 of the 200 ids that matched at the start"
+        "no answer came back: the service may have deleted them); not deleted (refused, or never sent): "
+        "100 ids; not reached yet: 0 of the 200 ids that matched at the start"
         in str(caught.value)
     )
     assert retry_can_fix(caught.value)  # another try deletes them again (idempotent)
@@ -413,3 +413,40 @@ def test_each_page_says_where_the_whole_delete_stands(server, caplog, capfd):
     totals = [int(total) for _, total in done]
     assert [int(page) for page, _ in done] == list(range(1, len(done) + 1)) and len(done) >= 3
     assert totals[0] == 1000 and totals == sorted(totals) and totals[-1] == 3000  # a running total
+
+
+def test_records_that_came_to_match_during_the_run_are_counted_so_the_numbers_add_up(server):
+    # 200 match at the start; 100 more come to match while the run deletes (a late load); a batch
+    # is refused on page 3. "Not deleted" is what the run searched and could not delete, not
+    # "what matched at the start less what was deleted" (which would say 0 here).
+    server.load("c", rows(300))  # 200 match
+    loaded_late = []
+
+    def on_batch(ids, envelope):
+        if not loaded_late:
+            late = [{"id": f"late{i:03d}", "created_at": 1, "grp": "a"} for i in range(100)]
+            server.load("c", late)
+            loaded_late.extend(late)
+
+    server.fail_next(DELETE_PATH, status=400, code="InvalidParameter", message="scripted", after=4)
+    runner = VikingDBHook().filter_delete(
+        index_name="c_index",
+        collection_name="c",
+        filter=GROUP_A,
+        batch_size=50,
+        page_size=100,
+        max_concurrency=1,
+        on_batch=on_batch,
+    )
+    with pytest.raises(FilterDeleteError) as caught:
+        runner.run(runner.count())
+    result = caught.value.result
+    still_matching = [i for i, r in server.records("c").items() if r.get("grp") == "a"]
+    assert (result.matched, result.ids_deleted, result.ids_unknown) == (200, 200, 0)
+    refused = result.ids_refused  # page 3's refused batch and the rest of that page
+    assert 0 < refused <= 100 and (result.not_reached, result.matched_later) == (0, refused)
+    assert len(still_matching) >= refused  # (and late ones the run had not searched for yet)
+    assert (
+        f"not deleted (refused, or never sent): {refused} ids; not reached yet: 0 of the 200 ids that "
+        f"matched at the start ({refused} more came to match during the run)" in str(caught.value)
+    )

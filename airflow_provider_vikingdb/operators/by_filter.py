@@ -240,6 +240,10 @@ def execute_by_filter(
         try:
             result = runner.run(matched)
         except FilterDeleteError as exc:
+            if receipt is not None:
+                # Its final counts say what the error says: not deleted = refused + not reached,
+                # also when records came to match during the run.
+                receipt.requested = matched + exc.result.matched_later
             # A cut connection or a 503 past the hook's retries: another try deletes the same set
             # (same cutoff) and finishes; a refused filter, a 404 index or the credentials do not.
             fail_try(op, str(exc), exc)
