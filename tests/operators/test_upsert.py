@@ -202,7 +202,7 @@ def test_written_ids_keep_a_batch_whose_answer_was_lost_for_the_rollback(server,
     text = str(info.value)
     assert "200 of 500 ids acknowledged in 2 of 5 batches; outcome unknown: 100 ids (first: 'd200'" in text
     assert "not written (refused, or never sent): 200 ids (first: 'd300'" in text
-    assert "Upserts are idempotent: clearing the task (or an Airflow retry) sends the unknown" in text
+    assert "Upserts are idempotent: clearing the task (or an Airflow retry) sends all of them again" in text
     assert (
         "XCom 'written_ids' holds the 200 ids the service acknowledged and the 100 ids whose outcome is "
         "unknown (sent, the answer lost: they may have been written): a rollback deletes them" in text
