@@ -186,5 +186,9 @@ def test_a_store_that_cannot_be_reached_is_worth_another_try_a_refusal_is_not(
     with pytest.raises(ReceiptError) as info:
         Receipt.open(uri, target="t")
     assert info.value.retryable is retryable
-    assert f"cannot write the receipt {uri}: {type(failure).__name__}" in str(info.value)
-    assert not flaky_store.exists(uri)
+    # (Airflow 3.1's path classes spell an unknown scheme's URI their own way: flaky:///flaky:/...)
+    assert re.search(
+        rf"cannot write the receipt flaky:\S*flaky-bucket/r\.jsonl: {type(failure).__name__}:",
+        str(info.value),
+    )
+    assert flaky_store.receipts() == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 
 import pytest
@@ -133,7 +134,8 @@ def test_a_receipt_store_that_did_not_answer_heals_on_the_airflow_retry(server, 
     assert result.tasks["delete"] == "success", result
     assert result.tries["delete"] == 2  # try 1 could not open the receipt and deleted nothing
     assert server.records("events") == {}
-    lines = [json.loads(line) for line in flaky_store.cat(uri).splitlines()]
+    (written,) = flaky_store.receipts()  # where Airflow's path class put it (3.1 spells it its own way)
+    lines = [json.loads(line) for line in flaky_store.cat(written).splitlines()]
     assert [line["kind"] for line in lines] == ["batch"] * 3 + ["final"]
     assert sorted(i for line in lines[:-1] for i in line["ids"]) == sorted(ids)
     assert lines[-1]["outcome"] == "success" and lines[-1]["run"]["try_number"] == 2
@@ -152,7 +154,7 @@ def test_a_receipt_store_that_refuses_fails_on_the_first_try_with_nothing_delete
     assert [r.path for r in server.requests if r.path == DELETE_PATH] == []
     assert len(server.records("events")) == 250
     out = capfd.readouterr().out
-    assert "cannot write the receipt flaky://flaky-bucket/denied.jsonl: PermissionError" in out
+    assert re.search(r"cannot write the receipt flaky:\S*flaky-bucket/denied\.jsonl: PermissionError", out)
     assert "Nothing was deleted" in out
 
 
