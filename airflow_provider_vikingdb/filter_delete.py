@@ -260,12 +260,13 @@ class FilterDeleteResult:
         )
 
     def stopped(self) -> str:
-        """``In all: `` ``progress()`` and the rest of the three-way split, for a run that stopped.
+        """``In all: `` ``progress()`` and the rest of the split, for a run that stopped.
 
-        The same split as a deletion receipt's final counts: deleted (acknowledged), outcome
-        unknown, and not deleted (what matched at the start less the other two: refused, never
-        sent, or not reached yet). "In all" tells it from the failed page's own split, which a
-        message quotes before it.
+        Deleted (acknowledged), outcome unknown, not deleted (searched, then refused or never
+        sent: ``ids_refused``), not reached yet (``not_reached``), and how many came to match
+        during the run (``matched_later``). A deletion receipt's ``ids_not_deleted`` is the sum of
+        the two "not" counts. "In all" tells it from the failed page's own split, which a message
+        quotes before it.
         """
         unknown = plural(self.ids_unknown, "id")
         if self.ids_unknown:
