@@ -142,21 +142,26 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
         """The ids this task wrote, for a rollback: ``VikingDBDeleteOperator(ids=load.written_ids)``."""
         return XComArg(self, key=WRITTEN_IDS_KEY)
 
+    #: of ``written_ids``: ids whose batch's outcome is unknown (this try)
+    _unknown_written = 0
+    #: this try's number: above 1 (a retry, or a cleared task's new try), earlier tries may have
+    #: written any of the records, and Airflow cleared the written_ids they recorded
+    _try_number = 1
+    #: ``written_ids`` holds every id of the input (a later try, once the input was checked)
+    _whole_input = False
+
     def execute(self, context: Context) -> dict[str, Any]:
         written: list[str | int] = []
-        self._unknown_written = 0  # of ``written``: ids whose batch's outcome is unknown
+        self._unknown_written, self._whole_input = 0, False
         ti = context.get("ti")
-        #: a retry or a cleared task's new try: earlier tries may have written any of the records,
-        #: and Airflow cleared the written_ids they recorded when this try started
-        self._try_number = try_number = getattr(ti, "try_number", None) or 1
-        self._whole_input = False  # ``written`` holds every id of the input (a later try)
+        self._try_number = getattr(ti, "try_number", None) or 1
         # Before anything is sent: a rollback that finds no written_ids at all knows the load
         # never ran; one that finds this knows it ran and was killed before saying what it wrote.
         if ti is not None:
             ti.xcom_push(key=WRITTEN_IDS_KEY, value=UNFINISHED)
         try:
             with self._killable():
-                summary = self._load(written, context if try_number > 1 else None)
+                summary = self._load(written, context)
         except BaseException:
             # Whatever happened (a batch refused, bad input, a timeout, a kill): what the
             # service acknowledged is where the rollback reads it.
@@ -165,7 +170,7 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
         self._push_written(context, written)
         return summary
 
-    def _load(self, written: list[str | int], later_try: Context | None = None) -> dict[str, Any]:
+    def _load(self, written: list[str | int], context: Context) -> dict[str, Any]:
         target = self._checked_target()
         try:
             ttl = check_ttl(self.ttl)
@@ -192,7 +197,7 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
             return {**summary, **nothing}
 
         id_field = self.id_field
-        if later_try is not None:
+        if self._try_number > 1:
             # What earlier tries wrote is not known any more, and may be any of the records: the
             # rollback must be able to take back all of them, from before the first request.
             written.extend(row[id_field] for row in again())
@@ -207,7 +212,7 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
                 WRITTEN_IDS_KEY,
                 plural(len(written), "id"),
             )
-            self._push_written(later_try, written)
+            self._push_written(context, written)
 
         def acknowledged(batch: Sequence[Mapping[str, Any]], envelope: dict[str, Any]) -> None:
             if self._whole_input:
@@ -319,12 +324,12 @@ class VikingDBUpsertOperator(BatchedHookMixin, BaseOperator):
 
     def _written_text(self, count: int) -> str:
         """``the 100 ids the service acknowledged`` (and those whose outcome is unknown)."""
-        if getattr(self, "_whole_input", False):
+        if self._whole_input:
             return (
                 f"all {plural(count, 'id')} of the input (try {self._try_number}: an earlier try may have "
                 "written any of them)"
             )
-        unknown = getattr(self, "_unknown_written", 0)
+        unknown = self._unknown_written
         text = f"the {plural(count - unknown, 'id')} the service acknowledged"
         if unknown:
             text += (
