@@ -35,6 +35,11 @@ def deleted_ids(server):
     return [i for r in server.requests if r.path == DELETE_PATH and r.status == 200 for i in r.body["ids"]]
 
 
+def runner_for(hook, **kwargs):
+    """``hook.filter_delete`` of what ``GROUP_A`` matches in collection 'c' (index 'c_index')."""
+    return hook.filter_delete(index_name="c_index", collection_name="c", filter=GROUP_A, **kwargs)
+
+
 def run(hook, **kwargs):
     kwargs.setdefault("settle", 10)
     kwargs.setdefault("poke_interval", 0.2)
@@ -148,9 +153,7 @@ def test_max_delete_is_checked_against_the_count_before_any_delete(server):
 def test_records_arriving_after_the_count_cannot_push_the_delete_past_max_delete(server):
     server.load("c", rows(300))
     hook = VikingDBHook()
-    runner = hook.filter_delete(
-        index_name="c_index", collection_name="c", filter=GROUP_A, max_delete=200, page_size=150
-    )
+    runner = runner_for(hook, max_delete=200, page_size=150)
     matched = runner.count()
     server.load("c", [{"id": f"late{i}", "grp": "a", "created_at": 1} for i in range(100)])
     with pytest.raises(FilterDeleteError, match="more than max_delete=200") as caught:
@@ -164,9 +167,7 @@ def test_a_pass_never_takes_the_total_past_max_delete_even_by_one(server):
     # started to match after the count)": one late record is one too many.
     server.load("c", rows(300))  # 200 match
     hook = VikingDBHook()
-    runner = hook.filter_delete(
-        index_name="c_index", collection_name="c", filter=GROUP_A, max_delete=200, page_size=250
-    )
+    runner = runner_for(hook, max_delete=200, page_size=250)
     matched = runner.count()
     server.load("c", [{"id": "late", "grp": "a", "created_at": 1}])
     with pytest.raises(FilterDeleteError, match="more than max_delete=200") as caught:
@@ -178,7 +179,7 @@ def test_what_still_matches_gets_another_pass_up_to_max_passes(server, monkeypat
     # docs/operators.md: "What still matches gets another pass [...], up to max_passes (3)".
     server.load("c", rows(30))
     hook = VikingDBHook()
-    runner = hook.filter_delete(index_name="c_index", collection_name="c", filter=GROUP_A)
+    runner = runner_for(hook)
     counts = iter([5, 2, 0])  # an index that still shows some matches after passes 1 and 2
     monkeypatch.setattr(runner, "count", lambda: next(counts))
     monkeypatch.setattr(runner, "_wait_for_index", lambda ids, at: None)
@@ -202,13 +203,8 @@ def test_a_batch_whose_answer_was_lost_is_outcome_unknown_not_deleted(server, mo
         "on_batch": lambda ids, envelope: acknowledged.append(list(ids)),
         "on_unknown": lambda ids, error: told.append((list(ids), error)),
     }
-    runner = VikingDBHook().filter_delete(
-        index_name="c_index",
-        collection_name="c",
-        filter=GROUP_A,
-        batch_size=50,
-        max_concurrency=1,
-        **(callbacks if listening == "arguments" else {}),
+    runner = runner_for(
+        VikingDBHook(), batch_size=50, max_concurrency=1, **(callbacks if listening == "arguments" else {})
     )
     if listening == "attributes":
         runner.on_batch, runner.on_unknown = callbacks["on_batch"], callbacks["on_unknown"]
@@ -244,7 +240,7 @@ def test_a_search_error_fails_with_what_was_done(server):
 def test_records_that_keep_matching_fail_after_max_passes_saying_how_many(server, monkeypatch):
     server.load("c", rows(30))
     hook = VikingDBHook()
-    runner = hook.filter_delete(index_name="c_index", collection_name="c", filter=GROUP_A, max_passes=2)
+    runner = runner_for(hook, max_passes=2)
     monkeypatch.setattr(runner, "count", lambda: 7)  # an index that never reflects the deletes
     monkeypatch.setattr(runner, "_wait_for_index", lambda ids, at: None)
     with pytest.raises(
@@ -429,15 +425,7 @@ def test_records_that_came_to_match_during_the_run_are_counted_so_the_numbers_ad
             loaded_late.extend(late)
 
     server.fail_next(DELETE_PATH, status=400, code="InvalidParameter", message="scripted", after=4)
-    runner = VikingDBHook().filter_delete(
-        index_name="c_index",
-        collection_name="c",
-        filter=GROUP_A,
-        batch_size=50,
-        page_size=100,
-        max_concurrency=1,
-        on_batch=on_batch,
-    )
+    runner = runner_for(VikingDBHook(), batch_size=50, page_size=100, max_concurrency=1, on_batch=on_batch)
     with pytest.raises(FilterDeleteError) as caught:
         runner.run(runner.count())
     result = caught.value.result
