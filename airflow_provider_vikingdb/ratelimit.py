@@ -62,6 +62,15 @@ Fitted to a token bucket:
   and the next cycle is the shared one. This keeps a lone writer at the quota with
   few 429s; sharing, a process probes about every three seconds, and each probe
   that finds no room costs about one 429 (1 per process every ~3 s).
+* Sharing, a process sends nothing for a moment after each congestion event: 1.4 s x
+  (1 - its share / the documented quota), so 0.7 s at half of 1500 rows/s, 1.05 s at a
+  quarter, none alone at the quota. Most 429s in a crowd come in clusters: a bucket that
+  filled while everyone sat near their references runs dry while several are above
+  theirs. The pause leaves a cushion in the bucket, so the others' requests already on
+  their way pass instead of each costing a 429 (in the simulation, 2 processes: 5.4 % of
+  requests throttled without it, 3.8 % with it; 4 processes: 11.5 % and 8.4 %). It is
+  longer the smaller the share, as a small share is one of many; alone at the quota it
+  would only cost throughput.
 * A slot is claimed when the request is sent, at the rate of that moment: a rate
   that grows is used at once by workers already waiting, none is held to a slot
   booked at an old, lower rate.
@@ -116,6 +125,9 @@ class AdaptiveRateLimiter:
     burst = 1.0
     #: the rate stays within this multiple of the rows sent recently
     headroom = 2.0
+    #: sharing, after a congestion event nothing is sent for this many seconds x (1 - the share /
+    #: ``initial``): a cushion in the bucket for the other processes' requests on their way
+    pause = 1.4
 
     def __init__(
         self,
@@ -277,9 +289,16 @@ class AdaptiveRateLimiter:
             self._since = now
             self._accepted_then = self._accepted
             self._through = False
-            # The bucket was just found empty: the next request waits until it can cover one.
-            self._next_slot = now + rows / self._rate(now)
+            # The bucket was just found empty: the next request waits until it can cover one,
+            # and sharing, a moment more, so that the others' requests find a cushion.
+            self._next_slot = now + max(rows / self._rate(now), self._pause(ref))
             return True
+
+    def _pause(self, ref: float) -> float:
+        """Seconds to send nothing after a congestion event at the reference ``ref``."""
+        if self._alone:
+            return 0.0
+        return self.pause * max(0.0, 1.0 - ref / self.initial)
 
     def _reference(self, now: float, rows: int) -> tuple[float, bool]:
         """The rate of this congestion event, and whether the quota looks like ours alone."""

@@ -149,7 +149,36 @@ def test_first_throttle_takes_this_process_part_of_all_accepted_since_the_start(
     assert lim.mode == "shared" and lim.events == 1
     assert lim.quota == pytest.approx(1125 * 3 / 4, rel=0.03)
     assert lim.rate == pytest.approx(lim.beta * lim.quota)  # multiplicative decrease
-    # the bucket was just found empty: the next request waits for one request's worth of refill
+    # the bucket was just found empty, and this process shares it: the next request waits for the
+    # pause of a share of about 840 rows/s (longer than one request's worth of refill)
+    ticket, wait = lim.try_acquire(100)
+    assert ticket is None and wait == pytest.approx(lim.pause * (1 - lim.quota / 1500))
+    assert wait > 100 / lim.rate
+
+
+def test_sharing_a_process_pauses_after_a_congestion_event_the_longer_the_smaller_its_share():
+    waits = []
+    for share in (750, 375, 150):
+        clock = FakeClock(100.0)
+        lim = limiter(clock)
+        accept(lim, clock, share * 4 / 3, 3)  # the first share: 3 s of this, over 4 s of quota
+        assert lim.on_throttle(clock.now, 100) is True
+        assert lim.quota == pytest.approx(share, rel=0.15)  # 100-row requests quantize it
+        ticket, wait = lim.try_acquire(100)
+        assert ticket is None and wait == pytest.approx(1.4 * (1 - lim.quota / 1500))
+        waits.append(wait)
+        clock.now += wait
+        assert lim.try_acquire(100)[0] is not None  # then at the cut rate again
+    assert waits[0] == pytest.approx(0.7, rel=0.05)
+    assert waits == sorted(waits) and waits[2] > 1.2
+
+
+def test_no_pause_at_or_above_the_documented_quota(clock):
+    # A share above 1500 rows/s (a raised quota) waits for one request's worth of refill only.
+    lim = limiter(clock)
+    accept(lim, clock, 2400, 3)
+    assert lim.on_throttle(clock.now, 100) is True
+    assert lim.mode == "shared" and lim.quota > 1500
     ticket, wait = lim.try_acquire(100)
     assert ticket is None and wait == pytest.approx(100 / lim.rate)
 
@@ -465,6 +494,19 @@ def test_simulated_processes_sharing_a_quota_converge_to_fair_shares(count, seed
     assert combined(runs, 1500) >= 0.92
     # Every process probes on its own: 429s grow with the number of processes (start included).
     assert throttled(runs) <= 0.04 * count
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_simulated_pause_after_a_429_saves_the_others_requests(count, monkeypatch):
+    # Most 429s in a crowd come in clusters at a bucket that runs dry; the pause leaves a cushion
+    # in it. Over the same five seeds, a quarter fewer 429s than the same limiter without it.
+    def throttles() -> int:
+        procs = [(60_000 // count, 0.003 * p) for p in range(count)]
+        return sum(r["throttled"] for seed in range(1, 6) for r in simulate(procs, quota=1500, seed=seed))
+
+    paused = throttles()
+    monkeypatch.setattr(AdaptiveRateLimiter, "pause", 0.0)
+    assert paused <= 0.85 * throttles()
 
 
 def test_simulated_quota_freed_by_a_neighbour_is_taken_up_within_seconds():
