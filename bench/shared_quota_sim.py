@@ -10,14 +10,18 @@ second of quota, 8 workers a process, 30 ms latency) instead of on the local ser
 model's figures for the limiter as shipped are within a few tenths of a point of the
 bench's, and a run takes milliseconds, so 20 seeds compare rules better than 5 real runs.
 
-Each rule below is the shipped limiter with one thing changed after a 429 (the start,
-the first share, echoes and the alone mode are as shipped). None is a candidate: each
-lowers the 429s and, with them, the lowest share, the combined throughput or the pickup.
+The first rows are the shipped limiter, the same without its pause after a 429 (as it was
+before), and with a pause that is the same for every share. Each rule after them is the
+shipped limiter with one thing changed after a 429 (the start, the first share, echoes, the
+pause and the alone mode are as shipped). None is a candidate: each lowers the 429s and, with
+them, the lowest share, the combined throughput or the pickup.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import random
 import statistics
 import sys
 from pathlib import Path
@@ -106,29 +110,67 @@ class HeldTheSameForEveryShare(HeldAtTheReference):
         return rate if self.max_rate is None else min(rate, self.max_rate)
 
 
-class PausedAfterEach429(AdaptiveRateLimiter):
-    """The shipped limiter, and after each congestion event (not alone) the process sends
-    nothing for ``pause`` seconds: a cushion in the bucket, so that the requests of the others
-    that were about to find it empty pass (most 429s at 4 processes come in clusters: in the
-    model, 236 clusters over 10 seeds held 274 other processes' own congestion events)."""
+class HeldByTheFirstShare(AdaptiveRateLimiter):
+    """The cubic, held flat at the reference for ``hold`` x (1500 / first share - 2) x U(0, 2)
+    seconds: the first share is about the same for processes started together, so they all hold
+    about as long (no hold at all for two), and the random factor, drawn at each 429, keeps one
+    from always probing first (and paying first). Still, a process hit while holding (by another's
+    probe) is cut to a smaller measured share, and nothing gives it back: shares drift apart."""
 
-    pause = 0.8
+    hold = 1.0
+    _seeds = itertools.count(1)
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._first: float | None = None
+        self._draw = 1.0
+        self._random = random.Random(next(self._seeds))
 
     def on_throttle(self, ticket: float, rows: int = 0) -> bool:
         new = super().on_throttle(ticket, rows)
-        if new and not self._alone:
-            with self._lock:
-                self._next_slot = max(self._next_slot, self._clock() + self.pause)
+        if new:
+            self._first = self._first or self._ref
+            self._draw = 2 * self._random.random()
         return new
+
+    def _rate(self, now: float) -> float:
+        ref = self._ref
+        if ref is None or self._alone:
+            return super()._rate(now)
+        x = now - self._since - self._k
+        plateau = self._draw * self.hold * max(0.0, self.initial / (self._first or ref) - 2.0)
+        x = x - plateau if x > plateau else min(x, 0.0)
+        rate = min(ref + self.scale * x**3, max(self.headroom * self._sent_rate(now), ref))
+        return rate if self.max_rate is None else min(rate, self.max_rate)
+
+
+class NotPaused(AdaptiveRateLimiter):
+    """The limiter before the pause: after a 429, the next request waits only for one request's
+    worth of refill."""
+
+    pause = 0.0
+
+
+class PausedTheSameForEveryShare(AdaptiveRateLimiter):
+    """After each congestion event (not alone) nothing is sent for ``fixed`` seconds whatever the
+    share: the survivor of the staggered pair pauses as long as one of four, and loses throughput
+    while it is still finding out that it is alone."""
+
+    fixed = 0.8
+
+    def _pause(self, ref: float) -> float:
+        return 0.0 if self._alone else self.fixed
 
 
 RULES = [
     AdaptiveRateLimiter,
+    NotPaused,
+    PausedTheSameForEveryShare,
     HeldAtTheReference,
     SlowerForSmallShares,
     SlowerForSmallSharesHalf,
     HeldTheSameForEveryShare,
-    PausedAfterEach429,
+    HeldByTheFirstShare,
 ]
 
 
