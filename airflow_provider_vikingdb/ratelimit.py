@@ -62,6 +62,15 @@ Fitted to a token bucket:
   and the next cycle is the shared one. This keeps a lone writer at the quota with
   few 429s; sharing, a process probes about every three seconds, and each probe
   that finds no room costs about one 429 (1 per process every ~3 s).
+* A process that had the quota alone, then gets a 429 showing a smaller share than
+  the quota, has a newcomer: its reference is half of that share, room for one
+  (CUBIC's fast convergence: a flow whose share shrank gives up more). The newcomer
+  found the bucket empty and took itself for a small share (about 100 rows/s), and
+  an empty bucket refuses the less frequent sender first. With that room, and the
+  rate held to twice what was sent over the last second (not over four requests,
+  which at 100 rows/s took four seconds to double), it has 80 % of its fair share
+  4.8 s after it started (median of 20 simulated runs; 5.9 s worst), where it took
+  12.6 s (31.7 s) before.
 * Sharing, a process sends nothing for a moment after each congestion event: 1.4 s x
   (1 - its share / the documented quota), so 0.7 s at half of 1500 rows/s, 1.05 s at a
   quarter, none alone at the quota. Most 429s in a crowd come in clusters: a bucket that
@@ -76,9 +85,9 @@ Fitted to a token bucket:
   booked at an old, lower rate.
 
 A fixed ``max_rate`` caps it all, and the rate stays within twice what the process
-actually sent lately (as in the AWS SDKs), so that a quiet spell does not let the
-cubic run away. Pure Python, no I/O: the clock and sleep are injectable and
-``try_acquire`` never blocks, so tests and simulations need no sleeps.
+actually sent over the last second (as in the AWS SDKs), so that a quiet spell does
+not let the cubic run away. Pure Python, no I/O: the clock and sleep are injectable
+and ``try_acquire`` never blocks, so tests and simulations need no sleeps.
 """
 
 from __future__ import annotations
@@ -125,6 +134,9 @@ class AdaptiveRateLimiter:
     burst = 1.0
     #: the rate stays within this multiple of the rows sent recently
     headroom = 2.0
+    #: alone, then a 429 that shows a smaller share than the quota: the reference is this fraction
+    #: of that share, room for a newcomer that found the bucket empty
+    give = 0.5
     #: sharing, after a congestion event nothing is sent for this many seconds x (1 - the share /
     #: ``initial``): a cushion in the bucket for the other processes' requests on their way
     pause = 1.4
@@ -205,22 +217,14 @@ class AdaptiveRateLimiter:
         return rate
 
     def _sent_rate(self, now: float, span: float | None = None) -> float:
-        """Rows sent (answered) per second lately: over ``span``, by default a second or four
-        requests at the reference."""
-        if span is None:
-            span = self.window
-            if self._ref:
-                span = max(span, 4 * self._typical_rows() / self._ref)
-        edge = now - span
+        """Rows sent (answered) per second over the last ``span`` seconds (by default a second)."""
+        edge = now - (span or self.window)
         sent = 0
         for t, rows, _ in reversed(self._log):
             if t < edge:
                 break
             sent += rows
-        return sent / span
-
-    def _typical_rows(self) -> int:
-        return self._log[-1][1] if self._log else 1
+        return sent / (span or self.window)
 
     # ------------------------------------------------------------------ pacing
 
@@ -328,8 +332,14 @@ class AdaptiveRateLimiter:
             and self._measured is not None
             and abs(measured - previous) <= self.agree * previous
         )
-        # Alone, the quota itself; else from what we got, not from what we asked for.
-        return (measured, True) if alone else (min(current, measured), False)
+        if alone:
+            return measured, True  # the quota itself
+        # From what we got, not from what we asked for; and if we had the quota alone and now
+        # got less, someone started: make room for one (half) rather than keep it from them.
+        ref = min(current, measured)
+        if self._alone and measured < self._ref:
+            ref = max(self.give * ref, rows)
+        return ref, False
 
 
 _registry: dict[tuple[str, str, float | None], AdaptiveRateLimiter] = {}
