@@ -11,7 +11,9 @@ first, then are all released at once.
 
 Cases (ids per process): ``2x`` = 2 x 30 000 and ``4x`` = 4 x 15 000 (60 000 in all, as
 in bench/throughput.py's quota run, so that the figures compare), ``staggered`` = 20 000
-and 5 000 (the second stops early: the first should take up the quota it frees).
+and 5 000 (the second stops early: the first should take up the quota it frees). Asked for
+by name, ``late`` = 60 000 and 15 000 released 10 s later (a rollback started during a
+retention delete): how long the newcomer takes to get 80 % of its fair share.
 
 Columns, per run, then the worst and the median of the runs:
 - combined: the quota-limited time ((all ids - burst) / quota, the burst being the one
@@ -53,10 +55,14 @@ from _server import count_left, local_server, write_records
 from delete_client import make_ids
 
 HERE = Path(__file__).resolve().parent
-CASES = {"2x": [30_000, 30_000], "4x": [15_000] * 4, "staggered": [20_000, 5_000]}
+CASES = {"2x": [30_000, 30_000], "4x": [15_000] * 4, "staggered": [20_000, 5_000], "late": [60_000, 15_000]}
+#: seconds after the first release that each process is released (the others: together)
+DELAYS = {"late": [0.0, 10.0]}
+#: the default cases: the issue's; ``late`` is asked for by name
+DEFAULT_CASES = ["2x", "4x", "staggered"]
 
 
-def run_once(sizes: list[int], quota: float, latency_ms: float) -> dict:
+def run_once(sizes: list[int], quota: float, latency_ms: float, delays: list[float] | None = None) -> dict:
     ids = make_ids(sum(sizes))
     records = write_records(ids)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -83,7 +89,10 @@ def run_once(sizes: list[int], quota: float, latency_ms: float) -> dict:
                         if client.poll() is not None or time.monotonic() > deadline:
                             raise SystemExit(f"client did not start:\n{_tail(output)}")
                         time.sleep(0.05)
-                for client in clients:  # released together: one write each, no setup in between
+                released = time.monotonic()
+                for client, delay in zip(clients, delays or [0.0] * len(clients), strict=True):
+                    # released together (one write each, no setup in between), or at its delay
+                    time.sleep(max(0.0, released + delay - time.monotonic()))
                     client.stdin.write("go\n")
                     client.stdin.flush()
                 for client in clients:
@@ -146,6 +155,17 @@ def pickup(reports: list[dict], quota: float, window: float = 1.0) -> float | No
     return None
 
 
+def catch_up(reports: list[dict], quota: float, window: float = 2.0) -> float | None:
+    """Seconds from the last process's start until it accepts 80 % of a fair share (over 2 s)."""
+    late = max(reports, key=lambda r: r["start"])
+    running = sum(1 for r in reports if r["start"] <= late["start"] < r["end"])
+    times = late["accepted"]
+    for k in range(len(times)):
+        if 100 * (k - bisect.bisect_right(times, times[k] - window) + 1) >= 0.8 * quota / running * window:
+            return times[k] - late["start"]
+    return None
+
+
 def summarize(run: dict, quota: float) -> dict:
     reports = run["reports"]
     total = sum(r["ids"] for r in reports)
@@ -158,6 +178,7 @@ def summarize(run: dict, quota: float) -> dict:
         "throttled": run["throttled"] / max(run["attempts"], 1),
         "throttled_later": _throttled_after_first_second(reports),
         "pickup": pickup(reports, quota),
+        "catch_up": catch_up(reports, quota),
         "left": run["left"],
         "failed": sum(max(r["failed"], 0) for r in reports) + sum(1 for r in reports if r["failed"] < 0),
         # per process, from the first start: when it started and ended, its 429s (in all and in
@@ -215,6 +236,13 @@ def table(name: str, sizes: list[int], runs: list[dict]) -> str:
         else:
             missed = len(picks) - len(known)
             lines.append(f"  pickup: 90 % of the quota not reached in {missed} of {len(picks)} runs,")
+    if name == "late":
+        ups = [s["catch_up"] for s in runs]
+        known = [u for u in ups if u is not None]
+        lines.append(
+            f"  the late one at 80 % of its fair share {worst_and_median(known, max)} s after it started"
+            + ("," if len(known) == len(ups) else f" (not reached in {len(ups) - len(known)} runs),")
+        )
     failed, left = sum(s["failed"] for s in runs), sum(s["left"] for s in runs)
     lines.append(f"  failed batches {failed}, ids left {left} in all")
     return "\n".join(lines)
@@ -222,7 +250,11 @@ def table(name: str, sizes: list[int], runs: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
+    parser.add_argument(
+        "--cases",
+        default=",".join(DEFAULT_CASES),
+        help=f"comma-separated, of {', '.join(CASES)} (default {','.join(DEFAULT_CASES)})",
+    )
     parser.add_argument("--runs", type=int, default=5, help="runs per case (default 5)")
     parser.add_argument("--quota", type=float, default=1500.0, help="rows/s (default 1500)")
     parser.add_argument("--latency-ms", type=float, default=30.0, help="server latency (default 30)")
@@ -233,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         sizes = CASES[name]
         runs = []
         for n in range(args.runs):
-            run = run_once(sizes, args.quota, args.latency_ms)
+            run = run_once(sizes, args.quota, args.latency_ms, DELAYS.get(name))
             if args.dump:
                 with open(args.dump, "a") as dump:
                     dump.write(json.dumps({"case": name, **run}) + "\n")
