@@ -77,7 +77,7 @@ Fitted to a token bucket:
   filled while everyone sat near their references runs dry while several are above
   theirs. The pause leaves a cushion in the bucket, so the others' requests already on
   their way pass instead of each costing a 429 (in the simulation, 2 processes: 5.4 % of
-  requests throttled without it, 3.8 % with it; 4 processes: 11.5 % and 8.4 %). It is
+  requests throttled without it, 3.8 % with it; 4 processes: 11.2 % and 8.1 %). It is
   longer the smaller the share, as a small share is one of many; alone at the quota it
   would only cost throughput.
 * A slot is claimed when the request is sent, at the rate of that moment: a rate
