@@ -147,22 +147,23 @@ def pickup(reports: list[dict], quota: float, window: float = 1.0) -> float | No
         return None
     ordered = sorted(reports, key=lambda r: r["end"])
     survivor, freed_at = ordered[-1], ordered[-2]["end"]
-    times = survivor["accepted"]  # one batch of 100 rows each
-    for k in range(bisect.bisect_left(times, freed_at), len(times)):
-        rows = 100 * (k - bisect.bisect_right(times, times[k] - window) + 1)
-        if rows >= 0.9 * quota * window:
-            return times[k] - freed_at
-    return None
+    return _seconds_to_reach(survivor, freed_at, 0.9 * quota, window)
 
 
 def catch_up(reports: list[dict], quota: float, window: float = 2.0) -> float | None:
     """Seconds from the last process's start until it accepts 80 % of a fair share (over 2 s)."""
     late = max(reports, key=lambda r: r["start"])
     running = sum(1 for r in reports if r["start"] <= late["start"] < r["end"])
-    times = late["accepted"]
-    for k in range(len(times)):
-        if 100 * (k - bisect.bisect_right(times, times[k] - window) + 1) >= 0.8 * quota / running * window:
-            return times[k] - late["start"]
+    return _seconds_to_reach(late, late["start"], 0.8 * quota / running, window)
+
+
+def _seconds_to_reach(report: dict, since: float, rate: float, window: float) -> float | None:
+    """Seconds from ``since`` until the process's accepted rows over the last ``window`` first reach
+    ``rate`` rows/s (the end of that window), or None."""
+    times = report["accepted"]  # one batch of 100 rows each
+    for k in range(bisect.bisect_left(times, since), len(times)):
+        if 100 * (k - bisect.bisect_right(times, times[k] - window) + 1) >= rate * window:
+            return times[k] - since
     return None
 
 
