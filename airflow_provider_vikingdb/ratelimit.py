@@ -218,13 +218,13 @@ class AdaptiveRateLimiter:
 
     def _sent_rate(self, now: float, span: float | None = None) -> float:
         """Rows sent (answered) per second over the last ``span`` seconds (by default a second)."""
-        edge = now - (span or self.window)
-        sent = 0
+        span = span or self.window
+        edge, sent = now - span, 0
         for t, rows, _ in reversed(self._log):
             if t < edge:
                 break
             sent += rows
-        return sent / (span or self.window)
+        return sent / span
 
     # ------------------------------------------------------------------ pacing
 

@@ -74,6 +74,15 @@ def measured_twice(lim: AdaptiveRateLimiter, clock: FakeClock, quota: float) -> 
         lim.on_throttle(clock.now, 100)
 
 
+def shared_at(lim: AdaptiveRateLimiter, clock: FakeClock, share: float) -> bool:
+    """A first throttle, then 10 s in which ``share`` rows/s got through, ended by a throttle:
+    whether that was a congestion event."""
+    accept(lim, clock, 1500, 2)
+    lim.on_throttle(clock.now, 100)
+    accept(lim, clock, share, 10)
+    return lim.on_throttle(clock.now, 100)
+
+
 # ------------------------------------------------------------------ pacing
 
 
@@ -233,21 +242,15 @@ def test_a_process_refused_since_its_decrease_does_not_collapse(clock):
 
 def test_the_share_is_measured_between_two_congestion_events(clock):
     lim = limiter(clock)
-    accept(lim, clock, 1500, 2)
-    lim.on_throttle(clock.now, 100)
     # while throttled, the bucket gave this process exactly its share: 700 rows/s, say
-    accept(lim, clock, 700, 10)
-    assert lim.on_throttle(clock.now, 100) is True
+    assert shared_at(lim, clock, 700) is True
     assert lim.quota == pytest.approx(700, rel=0.01)
     assert lim.mode == "shared" and lim.rate == pytest.approx(lim.beta * 700, rel=0.01)
 
 
 def test_after_an_event_the_rate_climbs_back_then_probes_ever_faster(clock):
     lim = limiter(clock)
-    accept(lim, clock, 1500, 2)
-    lim.on_throttle(clock.now, 100)
-    accept(lim, clock, 750, 10)
-    lim.on_throttle(clock.now, 100)
+    shared_at(lim, clock, 750)
     ref, start = lim.quota, clock.now
     back = (ref * (1 - lim.beta) / lim.scale) ** (1 / 3)  # seconds back to the reference
     rates = {}
@@ -298,19 +301,13 @@ def test_more_quota_breaks_the_agreement_without_giving_any_up(clock):
 def test_sharing_from_the_start_gives_up_nothing_more(clock):
     # Only a process that had the quota alone halves: one that shares keeps what it measured.
     lim = limiter(clock)
-    accept(lim, clock, 1000, 3)
-    lim.on_throttle(clock.now, 100)
-    accept(lim, clock, 600, 4)
-    lim.on_throttle(clock.now, 100)
+    shared_at(lim, clock, 600)
     assert lim.mode == "shared" and lim.quota == pytest.approx(600, rel=0.01)
 
 
 def test_a_process_sending_less_than_it_may_does_not_let_its_rate_run_away(clock):
     lim = limiter(clock)
-    accept(lim, clock, 1500, 2)
-    lim.on_throttle(clock.now, 100)
-    accept(lim, clock, 300, 10)
-    lim.on_throttle(clock.now, 100)
+    shared_at(lim, clock, 300)
     assert lim.quota == pytest.approx(300, rel=0.01)
     accept(lim, clock, 200, 30)  # the job sends little for a long time, never throttled
     # the cubic alone would be at millions of rows/s by now: a burst waiting to happen; it is
@@ -443,13 +440,19 @@ def fair_shares(runs: list[dict], quota: float) -> list[float]:
     return shares
 
 
+def seconds_to_reach(run: dict, since: float, rate: float, window: float = 1.0) -> float:
+    """Seconds from ``since`` until the run's accepted rows over the last ``window`` reach ``rate``
+    rows/s (inf if never)."""
+    times = run["accepted"]
+    for k in range(bisect.bisect_left(times, since), len(times)):
+        if 100 * (k - bisect.bisect_right(times, times[k] - window) + 1) >= rate * window:
+            return times[k] - since
+    return float("inf")
+
+
 def seconds_to_take_up(survivor: dict, freed_at: float, quota: float) -> float:
     """Seconds from ``freed_at`` until the survivor's accepted rows over the last second reach 90 %."""
-    times = survivor["accepted"]
-    for k in range(bisect.bisect_left(times, freed_at), len(times)):
-        if 100 * (k - bisect.bisect_right(times, times[k] - 1.0) + 1) >= 0.9 * quota:
-            return times[k] - freed_at
-    return float("inf")
+    return seconds_to_reach(survivor, freed_at, 0.9 * quota)
 
 
 def combined(runs: list[dict], quota: float) -> float:
@@ -524,11 +527,7 @@ def test_simulated_late_joiner_gets_its_share_within_seconds(seed):
     # there for 12.6 s (median; 31.7 s worst) before it had 80 % of its fair 750 rows/s.
     first, late = simulate([(60_000, 0.0), (15_000, 10.0)], quota=1500, seed=seed)
     assert first["rows"] == 60_000 and late["rows"] == 15_000
-    times = late["accepted"]
-    got = (
-        t for k, t in enumerate(times) if 100 * (k - bisect.bisect_right(times, t - 2.0) + 1) >= 0.8 * 750 * 2
-    )
-    assert next(got) - 10.0 <= 8.0
+    assert seconds_to_reach(late, 10.0, 0.8 * 750, window=2.0) <= 8.0
     assert fair_shares([first, late], 1500)[1] >= 0.7
 
 
