@@ -2,7 +2,8 @@
 
 Sets up ``VikingDBHook`` (connection from the environment, one ping), prints ``ready``,
 waits for a line on stdin (so that every process starts at once), then runs
-``hook.delete(ids, collection_name=...)`` with every default and prints one JSON line:
+``hook.delete(ids, collection_name=...)`` with every default (``--rows-per-second``: the hook's
+fixed cap) and prints one JSON line:
 wall-clock start and end, what the hook reported, and the wall-clock time of every
 answer to a delete (accepted or throttled), read off the process's shared limiter.
 
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--first", type=int, required=True, help="number of the first id")
     parser.add_argument("--ids", type=int, required=True, help="how many ids to delete")
     parser.add_argument("--collection", default="bench")
+    parser.add_argument("--rows-per-second", type=float, help="the hook's fixed cap (default: none, adapt)")
     args = parser.parse_args()
     ids = [f"id_{n:07d}" for n in range(args.first, args.first + args.ids)]
 
@@ -35,7 +37,7 @@ def main() -> None:
     from airflow_provider_vikingdb.hooks.vikingdb import VikingDBBatchError, VikingDBHook
     from airflow_provider_vikingdb.ratelimit import limiter_for
 
-    hook = VikingDBHook()
+    hook = VikingDBHook(rows_per_second=args.rows_per_second)
     hook.ping()
     # The limiter the hook will use for this collection (one per collection per process):
     # wrapped on this instance to timestamp every answer. Nothing else is changed.

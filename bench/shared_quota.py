@@ -2,10 +2,13 @@
 
     .venv/bin/python bench/shared_quota.py                       # every case, 5 runs each
     .venv/bin/python bench/shared_quota.py --cases 2x --runs 1   # one case, once
+    .venv/bin/python bench/shared_quota.py --fair-cap --cases 2x,4x   # capped at quota / N
 
 Each process (``bench/quota_client.py``, a fresh interpreter) deletes its own ids with
 ``VikingDBHook().delete(ids, collection_name=...)`` and every default, against one
-``vikingdb-local --quota 1500 --latency-ms 30`` process holding all of them. The
+``vikingdb-local --quota 1500 --latency-ms 30`` process holding all of them (with
+``--fair-cap``, each sets ``rows_per_second`` to the quota / the number of processes, as a
+user who knows that number can). The
 processes share nothing but the server: each learns the quota on its own. They set up
 first, then are all released at once.
 
@@ -62,7 +65,13 @@ DELAYS = {"late": [0.0, 10.0]}
 DEFAULT_CASES = ["2x", "4x", "staggered"]
 
 
-def run_once(sizes: list[int], quota: float, latency_ms: float, delays: list[float] | None = None) -> dict:
+def run_once(
+    sizes: list[int],
+    quota: float,
+    latency_ms: float,
+    delays: list[float] | None = None,
+    rows_per_second: float | None = None,
+) -> dict:
     ids = make_ids(sum(sizes))
     records = write_records(ids)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -76,6 +85,8 @@ def run_once(sizes: list[int], quota: float, latency_ms: float, delays: list[flo
             for size, output in zip(sizes, outputs, strict=True):
                 command = [sys.executable, str(HERE / "quota_client.py"), "--url", server.url]
                 command += ["--first", str(first), "--ids", str(size)]
+                if rows_per_second is not None:
+                    command += ["--rows-per-second", str(rows_per_second)]
                 with open(output, "a") as out:  # appended to: the reads below do not move it
                     client = subprocess.Popen(
                         command, stdin=subprocess.PIPE, stdout=out, stderr=out, env=env, text=True
@@ -259,14 +270,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs per case (default 5)")
     parser.add_argument("--quota", type=float, default=1500.0, help="rows/s (default 1500)")
     parser.add_argument("--latency-ms", type=float, default=30.0, help="server latency (default 30)")
+    parser.add_argument(
+        "--fair-cap",
+        action="store_true",
+        help="give each process rows_per_second = quota / the number of processes (what a user who"
+        " knows that number can set) instead of letting it adapt",
+    )
     parser.add_argument("--dump", help="append each run's raw reports to this file (a JSON line per run)")
     args = parser.parse_args(argv)
-    print(f"\n# shared quota: {args.quota:g} rows/s, latency {args.latency_ms:g} ms, {args.runs} runs a case")
+    capped = ", each process capped at rows_per_second = quota / N" if args.fair_cap else ""
+    head = f"shared quota: {args.quota:g} rows/s, latency {args.latency_ms:g} ms, {args.runs} runs a case"
+    print(f"\n# {head}{capped}")
     for name in args.cases.split(","):
         sizes = CASES[name]
         runs = []
         for n in range(args.runs):
-            run = run_once(sizes, args.quota, args.latency_ms, DELAYS.get(name))
+            cap = args.quota / len(sizes) if args.fair_cap else None
+            run = run_once(sizes, args.quota, args.latency_ms, DELAYS.get(name), cap)
             if args.dump:
                 with open(args.dump, "a") as dump:
                     dump.write(json.dumps({"case": name, **run}) + "\n")

@@ -14,7 +14,10 @@ The first rows are the shipped limiter, the same without its pause after a 429 (
 before), and with a pause that is the same for every share. Each rule after them is the
 shipped limiter with one thing changed after a 429 (the start, the first share, echoes, the
 pause and the alone mode are as shipped). None is a candidate: each lowers the 429s and, with
-them, the lowest share, the combined throughput or the pickup.
+them, the lowest share, the combined throughput or the pickup. Two of them are told the number
+of processes, which a process cannot measure: the cubic slowed by it (still on that trade-off),
+and the fixed cap at the quota / N that docs/performance.md suggests when the user knows N (no
+429s, and no pickup).
 """
 
 from __future__ import annotations
@@ -153,6 +156,49 @@ class PausedTheSameForEveryShare(AdaptiveRateLimiter):
         return 0.0 if self._alone else self.fixed
 
 
+class SlowedByTheirKnownNumber(AdaptiveRateLimiter):
+    """The cubic slowed (N / 2)^3 times, N the number of processes, known to every process (told,
+    not measured: the same for all, so no process that fell behind gains less than the others):
+    two processes as shipped, four eight times slower. Even so, a slower climb is slower to win
+    back what an unlucky 429 took, and the lowest share and the combined throughput fall."""
+
+    writers = 1
+
+    @classmethod
+    def for_case(cls, writers: int) -> type[AdaptiveRateLimiter]:
+        return type(cls.__name__, (cls,), {"writers": writers})
+
+    def _slowed(self) -> float:
+        return float(self.scale / max(1.0, self.writers / 2) ** 3)
+
+    def _rate(self, now: float) -> float:
+        ref = self._ref
+        if ref is None or self._alone:
+            return super()._rate(now)
+        rate = ref + self._slowed() * (now - self._since - self._k) ** 3
+        rate = min(rate, max(self.headroom * self._sent_rate(now), ref))
+        return rate if self.max_rate is None else min(rate, self.max_rate)
+
+    def on_throttle(self, ticket: float, rows: int = 0) -> bool:
+        new = super().on_throttle(ticket, rows)
+        if new and not self._alone and self._ref is not None:
+            self._k = (self._ref * (1.0 - self.beta) / self._slowed()) ** (1 / 3)
+        return new
+
+
+class CappedAtTheFairShare(AdaptiveRateLimiter):
+    """Not a rule after a 429: ``rows_per_second`` set to the quota / N, N known to the user (mapped
+    tasks). Nothing probes above the fair share, so nothing is throttled, and nothing takes up
+    quota another process frees (the staggered pair's survivor stays at half the quota)."""
+
+    @classmethod
+    def for_case(cls, writers: int) -> type[AdaptiveRateLimiter]:
+        def init(self: AdaptiveRateLimiter, **kwargs: object) -> None:
+            AdaptiveRateLimiter.__init__(self, **{**kwargs, "max_rate": QUOTA / writers})  # type: ignore[arg-type]
+
+        return type(cls.__name__, (cls,), {"__init__": init})
+
+
 RULES = [
     AdaptiveRateLimiter,
     NotPaused,
@@ -162,10 +208,14 @@ RULES = [
     SlowerForSmallSharesHalf,
     HeldTheSameForEveryShare,
     HeldByTheFirstShare,
+    SlowedByTheirKnownNumber,
+    CappedAtTheFairShare,
 ]
 
 
 def score(rule: type[AdaptiveRateLimiter], case: str, seed: int) -> dict[str, float]:
+    if hasattr(rule, "for_case"):  # a rule that is told the number of processes
+        rule = rule.for_case(len(CASES[case]))
     model.AdaptiveRateLimiter = rule  # simulate() builds each process's limiter from this name
     runs = model.simulate(CASES[case], quota=QUOTA, seed=seed)
     lost = sum(r["ids"] - r["rows"] for r in runs)

@@ -357,17 +357,21 @@ def simulate(
     latency: float = 0.030,
     quota_changes: tuple[tuple[float, float], ...] = (),
     seed: int = 1,
-    make_limiter=None,
+    max_rate: float | None = None,
 ) -> list[dict]:
     """Processes ``(ids, start)`` deleting their ids in batches of 100 against one token bucket.
 
-    Each process has ``concurrency`` workers and a limiter of its own. Like the hook, a
+    Each process has ``concurrency`` workers and a limiter of its own (capped at ``max_rate``,
+    the hook's ``rows_per_second``, if given). Like the hook, a
     worker claims a slot, sends, and on a 429 claims again (no other backoff). Latency
     varies by up to 30 %; the bucket holds one second of quota and starts full.
     """
     rng = random.Random(seed)
     clock = FakeClock(0.0)
-    make_limiter = make_limiter or (lambda: AdaptiveRateLimiter(clock=clock, sleep=clock.sleep))
+
+    def make_limiter() -> AdaptiveRateLimiter:
+        return AdaptiveRateLimiter(max_rate=max_rate, clock=clock, sleep=clock.sleep)
+
     tokens, updated, rate = quota or 0.0, 0.0, quota
     changes = list(quota_changes)
     events: list = []
@@ -518,6 +522,19 @@ def test_simulated_processes_sharing_a_quota_converge_to_fair_shares(count, seed
     assert combined(runs, 1500) >= 0.92
     # Every process probes on its own: 429s grow with the number of processes (start included).
     assert throttled(runs) <= 0.04 * count
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("count", [2, 4])
+def test_simulated_processes_capped_at_a_fair_share_are_not_throttled(count, seed):
+    # What docs/performance.md tells a user who knows how many tasks share a collection: with
+    # rows_per_second = quota / N, nothing probes above the fair share, from the first request on.
+    procs = [(60_000 // count, 0.003 * p) for p in range(count)]
+    runs = simulate(procs, quota=1500, seed=seed, max_rate=1500 / count)
+    assert all(r["rows"] == r["ids"] for r in runs)
+    assert throttled(runs) == 0
+    assert combined(runs, 1500) >= 0.95
+    assert min(fair_shares(runs, 1500)) >= 0.97
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])

@@ -45,6 +45,19 @@ def test_mapped_task_lazy_sequence(server):
     assert not {"m1", "m2", "m3"} & set(server.records("test_coll"))
 
 
+def test_mapped_deletes_keep_to_the_rows_per_second_given_in_partial(server):
+    # Each chunk: 300 ids in 3 batches at 500 rows/s, 0.2 s apart (unpaced: a few ms in all).
+    server.load("test_coll", [{"id": f"chunk{k}_{i}"} for k in range(2) for i in range(300)])
+    result = run_dag("e2e_mapped_capped")
+    assert result.state == "success", result
+    assert not any(k.startswith("chunk") for k in server.records("test_coll"))
+    deletes = [r for r in server.requests if r.path == DELETE_PATH]
+    for chunk in ("chunk0_", "chunk1_"):
+        sent = [r.time for r in deletes if r.body["ids"][0].startswith(chunk)]
+        assert len(sent) == 3
+        assert max(sent) - min(sent) >= 0.35
+
+
 def test_jinja_text_of_a_list_is_parsed_back_into_ids(server, capfd):
     result = run_dag("e2e_jinja", conf={"ids": ["a", "b"]})
     assert "not upstream of this task" not in capfd.readouterr().out  # the dependency is set

@@ -31,6 +31,13 @@ with DAG("e2e_mapped", params=PARAMS, **COMMON):
     mapped = one_id.expand(value=["m1", "m2", "m3", "m2"])
     VikingDBDeleteOperator(task_id="delete", collection_name="test_coll", ids=mapped)
 
+# Mapped deletes, one per chunk of a list, each capped at its part of the quota: what
+# docs/performance.md tells a user whose mapped tasks share a collection.
+with DAG("e2e_mapped_capped", **COMMON):
+    VikingDBDeleteOperator.partial(task_id="delete", collection_name="test_coll", rows_per_second=500).expand(
+        ids=[[f"chunk{k}_{i}" for i in range(300)] for k in range(2)]
+    )
+
 # ids from a Jinja string: renders to the *text* of the list (or "None").
 with DAG("e2e_jinja", params=PARAMS, **COMMON):
 
