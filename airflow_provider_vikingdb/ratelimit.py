@@ -84,14 +84,24 @@ Fitted to a token bucket:
   that grows is used at once by workers already waiting, none is held to a slot
   booked at an old, lower rate.
 
-A fixed ``max_rate`` caps it all, and the rate stays within twice what the process
-actually sent over the last second (as in the AWS SDKs), so that a quiet spell does
-not let the cubic run away. Pure Python, no I/O: the clock and sleep are injectable
-and ``try_acquire`` never blocks, so tests and simulations need no sleeps.
+A fixed ``max_rate`` (the hook's ``rows_per_second``) caps it all. Tasks capped alike (the
+quota / N each, for N mapped tasks) send at the same interval, so their phases stay where they
+started: started together, they arrive together, and when more arrive at once than the bucket
+holds (16 tasks of 100-row batches at 1500 rows/s: 15 fit), the last is refused, comes back at
+the same moment of the next interval, and is refused again until the others finish. So a capped
+process starts at a random point of its first interval, and one refused at its cap moves its next
+request to a random point of its interval. In the simulation (10 seeds, worst), 16 such tasks:
+the lowest got 61 % of its share before, 87 % now, with no 429; 24 tasks: 2 % before, 83 %.
+
+The rate stays within twice what the process actually sent over the last second (as in the
+AWS SDKs), so that a quiet spell does not let the cubic run away. Pure Python, no I/O: the
+clock, the sleep and the random draws are injectable and ``try_acquire`` never blocks, so
+tests and simulations need no sleeps.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import deque
@@ -147,12 +157,14 @@ class AdaptiveRateLimiter:
         max_rate: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         if max_rate is not None and not max_rate > 0:
             raise ValueError(f"rows_per_second must be positive, got {max_rate!r}")
         self.max_rate = max_rate
         self._clock = clock
         self._sleep = sleep
+        self._rand = rand
         self._lock = threading.Lock()
         self._ref: float | None = None  # rows/s of the last event; None: never throttled yet
         self._started: float | None = None  # the first claim (or answer): the start of the ramp
@@ -240,6 +252,11 @@ class AdaptiveRateLimiter:
                 return None, self._next_slot - now
             if self._started is None:  # the first claim starts the ramp
                 self._started = now
+                if self.max_rate is not None and rate >= self.max_rate:
+                    # Capped from the start: begin at a random point of the first interval, so
+                    # that tasks capped alike and started together do not all arrive at once.
+                    self._next_slot = now + self._rand() * rows / rate
+                    return None, self._next_slot - now
             # From the theoretical time, not from now: a late wake-up is not a slower rate.
             start = self._next_slot if self._next_slot > now - rows / rate else now
             self._next_slot = start + rows / rate
@@ -282,21 +299,33 @@ class AdaptiveRateLimiter:
             now = self._clock()
             self.throttles += 1
             self._log.append((now, rows, False))
-            if ticket <= self._since:
-                return False  # sent before the last event: an echo of the same congestion
-            if self._ref is not None and not self._through:
-                return False  # nothing got through since the decrease: not ours to slow down
-            ref, self._alone = self._reference(now, rows)
-            self._ref = ref
-            self._k = 0.0 if self._alone else (ref * (1.0 - self.beta) / self.scale) ** (1 / 3)
-            self.events += 1
-            self._since = now
-            self._accepted_then = self._accepted
-            self._through = False
-            # The bucket was just found empty: the next request waits until it can cover one,
-            # and sharing, a moment more, so that the others' requests find a cushion.
-            self._next_slot = now + max(rows / self._rate(now), self._pause(ref))
-            return True
+            capped = self.max_rate is not None and self._rate(now) >= self.max_rate
+            new = self._congestion(now, ticket, rows)
+            if capped and self.max_rate is not None:
+                # Processes capped alike send at the same interval, so their phases stay where
+                # they started: one that keeps arriving just after the others have emptied the
+                # bucket would be refused every time until they finish. Move this one's next
+                # request to a random point of its interval.
+                self._next_slot = max(self._next_slot, now) + self._rand() * rows / self.max_rate
+            return new
+
+    def _congestion(self, now: float, ticket: float, rows: int) -> bool:
+        """React to a 429 (the lock held): True if it was a new congestion event."""
+        if ticket <= self._since:
+            return False  # sent before the last event: an echo of the same congestion
+        if self._ref is not None and not self._through:
+            return False  # nothing got through since the decrease: not ours to slow down
+        ref, self._alone = self._reference(now, rows)
+        self._ref = ref
+        self._k = 0.0 if self._alone else (ref * (1.0 - self.beta) / self.scale) ** (1 / 3)
+        self.events += 1
+        self._since = now
+        self._accepted_then = self._accepted
+        self._through = False
+        # The bucket was just found empty: the next request waits until it can cover one,
+        # and sharing, a moment more, so that the others' requests find a cushion.
+        self._next_slot = now + max(rows / self._rate(now), self._pause(ref))
+        return True
 
     def _pause(self, ref: float) -> float:
         """Seconds to send nothing after a congestion event at the reference ``ref``."""

@@ -113,12 +113,38 @@ def test_the_start_does_not_grow_a_rate_it_never_used(clock):
 
 
 def test_a_fixed_cap_spaces_requests_by_their_rows(clock):
-    lim = limiter(clock, max_rate=1000)
+    lim = limiter(clock, max_rate=1000, rand=lambda: 0.25)
     slots = []
     for _ in range(5):
         slots.append(lim.acquire(100))
-    assert slots == pytest.approx([1000.0 + 0.1 * n for n in range(5)])
-    assert clock.slept == pytest.approx([0.1] * 4)
+    # The first at a random point of its interval (a quarter of 0.1 s here), then 0.1 s apart.
+    assert slots == pytest.approx([1000.025 + 0.1 * n for n in range(5)])
+    assert clock.slept == pytest.approx([0.025] + [0.1] * 4)
+
+
+def test_a_capped_limiter_moves_its_next_request_after_a_429_at_the_cap(clock):
+    def next_send(shift: float) -> float:
+        draws = iter([0.0, shift])  # the start (at once), then the 429
+        clock = FakeClock(0.0)
+        lim = limiter(clock, max_rate=100, rand=lambda: next(draws))
+        ticket = lim.acquire(100)
+        clock.now += 0.03
+        lim.on_throttle(ticket, 100)
+        return clock.now + lim.try_acquire(100)[1]
+
+    # Half of its interval (1 s at 100 rows/s of 100-row requests) later than without the draw.
+    assert next_send(0.5) - next_send(0.0) == pytest.approx(0.5)
+    assert next_send(0.0) > 1.0  # and never before its slot
+
+
+def test_an_uncapped_limiter_draws_nothing(clock):
+    def draw() -> float:
+        raise AssertionError("drew")
+
+    lim = limiter(clock, rand=draw)
+    accept(lim, clock, 1500, 3)
+    lim.on_throttle(lim.acquire(100), 100)
+    send_as_paced(lim, clock, 2.0)
 
 
 def test_max_rate_must_be_positive(clock):
@@ -127,7 +153,7 @@ def test_max_rate_must_be_positive(clock):
 
 
 def test_a_sleep_that_does_not_wait_takes_the_slot_instead_of_spinning(clock):
-    lim = limiter(clock, max_rate=10)
+    lim = limiter(clock, max_rate=10, rand=lambda: 0.0)
     lim.acquire(100)
     waits: list[float] = []
     lim.acquire(100, sleep=waits.append)  # a stand-in that returns at once, as in some tests
@@ -368,9 +394,10 @@ def simulate(
     """
     rng = random.Random(seed)
     clock = FakeClock(0.0)
+    draws = random.Random(-seed)  # the limiters' own (only capped ones draw)
 
     def make_limiter() -> AdaptiveRateLimiter:
-        return AdaptiveRateLimiter(max_rate=max_rate, clock=clock, sleep=clock.sleep)
+        return AdaptiveRateLimiter(max_rate=max_rate, clock=clock, sleep=clock.sleep, rand=draws.random)
 
     tokens, updated, rate = quota or 0.0, 0.0, quota
     changes = list(quota_changes)
@@ -535,6 +562,18 @@ def test_simulated_processes_capped_at_a_fair_share_are_not_throttled(count, see
     assert throttled(runs) == 0
     assert combined(runs, 1500) >= 0.95
     assert min(fair_shares(runs, 1500)) >= 0.97
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(("count", "quota", "lowest"), [(16, 1500, 0.8), (24, 1500, 0.75), (4, 300, 0.6)])
+def test_simulated_tasks_capped_alike_and_started_together_do_not_lock_one_out(count, quota, lowest, seed):
+    # More tasks than the bucket holds batches (15 at 1500 rows/s; 3 at 300), started at once and
+    # capped at the quota / N: before, the last to arrive was refused at the same moment of every
+    # interval until the others finished (16 tasks: 61 % of its share, 24: 2 %, 4 at 300: 20 %).
+    procs = [(48_000 // count if quota == 1500 else 1200, 0.003 * p) for p in range(count)]
+    runs = simulate(procs, quota=quota, seed=seed, max_rate=quota / count)
+    assert all(r["rows"] == r["ids"] for r in runs)
+    assert min(fair_shares(runs, quota)) >= lowest
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
