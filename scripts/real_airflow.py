@@ -21,7 +21,10 @@ and runs it, and the worker resumes in ``execute_complete``. This script runs th
 6. a second DAG loads 3000 rows (the server's quota makes that take ten seconds) and the script
    marks the running task failed over the REST API, as a user does in the UI: the supervisor
    sends it SIGTERM, and the load must say what it wrote, stop writing and fail;
-7. stops everything (also on Ctrl-C or a failure) and exits 1 if any check failed.
+7. a third DAG deletes 2400 ids in 4 mapped tasks that the LocalExecutor runs at once, each
+   with ``rows_per_second`` at the quota / 4 (what docs/performance.md tells such users): they
+   must overlap, none may be throttled, and every id must be gone;
+8. stops everything (also on Ctrl-C or a failure) and exits 1 if any check failed.
 
     python3 scripts/real_airflow.py                    # the project's .venv (newest Airflow)
     python3 scripts/real_airflow.py --venv .venv-lower # the lower-bound environment
@@ -37,6 +40,7 @@ import argparse
 import ast
 import base64
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -98,6 +102,31 @@ with DAG(
         records=[{{"id": key, "text": "sigterm"}} for key in {ids!r}],
         max_concurrency=4,
     )
+'''
+
+MAPPED_DAG_ID = "vikingdb_real_mapped"
+#: mapped deletes at once, each of its own ids, each capped at the quota / their number
+MAPPED_TASKS = 4
+MAPPED_IDS = [[f"mp{k}-{i:03d}" for i in range(600)] for k in range(MAPPED_TASKS)]
+
+MAPPED_DAG_FILE = '''\
+"""Written by scripts/real_airflow.py: mapped deletes sharing the quota, each capped at its part."""
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
+
+with DAG(
+    dag_id={dag_id!r},
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    default_args={{"retries": 0}},
+):
+    VikingDBDeleteOperator.partial(
+        task_id="delete", collection_name={collection!r}, rows_per_second={cap!r}
+    ).expand(ids={chunks!r})
 '''
 
 DAG_FILE = '''\
@@ -398,7 +427,8 @@ def airflow_env(home: Path, dags: Path, api_port: int, conn: str, jwt_secret: st
 
 def start_server(venv: Path, tmp: Path, secret_key: str, api_key: str) -> tuple[Proc, str]:
     records = tmp / "loaded.jsonl"
-    records.write_text("".join(json.dumps({"id": key, "text": "loaded"}) + "\n" for key in LOADED_IDS))
+    keys = LOADED_IDS + [key for chunk in MAPPED_IDS for key in chunk]
+    records.write_text("".join(json.dumps({"id": key, "text": "loaded"}) + "\n" for key in keys))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VIKINGDB_LOCAL"))}
     # The keys by environment, not in argv where `ps` would show them.
     env.update({"VIKINGDB_LOCAL_SK": secret_key, "VIKINGDB_LOCAL_API_KEY": api_key})
@@ -588,6 +618,11 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc], checks: Checks) 
     (dags / f"{SIGTERM_DAG_ID}.py").write_text(
         SIGTERM_DAG_FILE.format(dag_id=SIGTERM_DAG_ID, collection=COLLECTION, ids=SIGTERM_IDS)
     )
+    (dags / f"{MAPPED_DAG_ID}.py").write_text(
+        MAPPED_DAG_FILE.format(
+            dag_id=MAPPED_DAG_ID, collection=COLLECTION, cap=QUOTA / MAPPED_TASKS, chunks=MAPPED_IDS
+        )
+    )
     secret_key, api_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)  # 32 characters each
     # 64 bytes or more: Airflow signs its tokens with HS512 and PyJWT warns about a shorter key.
     jwt_secret = secrets.token_urlsafe(64)
@@ -757,6 +792,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc], checks: Checks) 
     checks.check(kept == LOADED_IDS, f"the {len(LOADED_IDS)} loaded records are still there: {kept}")
 
     sigterm_scenario(api, home, server_url, api_key, airflow_procs, checks)
+    mapped_scenario(api, server.log, server_url, api_key, airflow_procs, checks)
 
     # Stop first, so that the processes' last words are in the files too.
     print("\nStopping the processes ...")
@@ -845,6 +881,89 @@ def sigterm_scenario(
         f"({acknowledged} acknowledged; up to 4 requests in flight may land unacknowledged)",
     )
     checks.check(state == "failed", f"the load's final state is {state}")
+
+
+def mapped_scenario(
+    api: Api, server_log: Path, server_url: str, api_key: str, procs: list[Proc], checks: Checks
+) -> None:
+    """Mapped deletes in worker processes of their own, at once, each with ``rows_per_second`` at
+    the quota / their number (docs/performance.md): none is throttled, and all of it is deleted."""
+    cap = QUOTA / MAPPED_TASKS
+    ids = [key for chunk in MAPPED_IDS for key in chunk]
+    print(
+        f"\nMapped: DAG {MAPPED_DAG_ID!r} deletes {len(ids)} ids in {MAPPED_TASKS} mapped tasks, "
+        f"each capped at rows_per_second={cap:g} (the quota / {MAPPED_TASKS})"
+    )
+    wait_for(
+        f"DAG {MAPPED_DAG_ID!r} to be parsed",
+        lambda: http("GET", f"{api.base}/api/v2/dags/{MAPPED_DAG_ID}", headers=api.headers)[0] == 200,
+        PARSE_TIMEOUT,
+        procs,
+        every=2,
+    )
+    logged = len(server_log.read_text(errors="replace").splitlines())
+    api.call("PATCH", f"/dags/{MAPPED_DAG_ID}", {"is_paused": False})
+    run_id = api.call("POST", f"/dags/{MAPPED_DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
+    run_path = f"/dags/{MAPPED_DAG_ID}/dagRuns/{run_id}"
+
+    def finished() -> str | None:
+        state = api.call("GET", run_path)["state"]
+        return str(state) if state in ("success", "failed") else None
+
+    state = wait_for(f"run {run_id!r} to finish", finished, RUN_TIMEOUT, procs, every=0.5)
+    tis = [
+        ti
+        for ti in api.call("GET", f"{run_path}/taskInstances")["task_instances"]
+        if ti["task_id"] == "delete"
+    ]
+    states = sorted(str(ti["state"]) for ti in tis)
+    checks.check(
+        state == "success" and states == ["success"] * MAPPED_TASKS,
+        f"the run is {state}, its mapped deletes {', '.join(states) or 'none'}",
+    )
+    starts = [_when(ti["start_date"]) for ti in tis if ti.get("start_date")]
+    ends = [_when(ti["end_date"]) for ti in tis if ti.get("end_date")]
+    together = min(ends) - max(starts) if starts and ends else 0.0
+    checks.check(
+        len(starts) == MAPPED_TASKS and together > 0,
+        f"the {MAPPED_TASKS} mapped tasks ran at once, in processes of their own: all {MAPPED_TASKS} "
+        f"running for {together:.1f}s (first start to last end: {max(ends) - min(starts):.1f}s)"
+        if starts and ends
+        else "the mapped tasks have no start and end dates",
+    )
+    answers: dict[str, int] = {}
+    for line in server_log.read_text(errors="replace").splitlines()[logged:]:
+        found = re.search(r"POST /api/vikingdb/data/delete (\S+)", line)
+        if found:
+            answers[found.group(1)] = answers.get(found.group(1), 0) + 1
+    summaries = []
+    for index in range(MAPPED_TASKS):
+        entry = api.call(
+            "GET",
+            f"{run_path}/taskInstances/delete/xcomEntries/return_value?map_index={index}",
+            ok=(200, 404),
+        )
+        value = entry.get("value") if isinstance(entry, dict) else None
+        summaries.append(
+            json.loads(value) if isinstance(value, str) and value.startswith("{") else value or {}
+        )
+    deleted = [summary.get("ids_deleted") for summary in summaries]
+    throttled = [summary.get("throttled") for summary in summaries]
+    # The server's bucket holds one second of quota: 3 batches of 100 at 300 rows/s, fewer than the
+    # 4 tasks. Started together, one finds it empty; it must not be refused again and again.
+    checks.check(
+        deleted == [len(chunk) for chunk in MAPPED_IDS]
+        and all(isinstance(n, int) and n <= 2 for n in throttled),
+        f"each mapped task deleted its {len(MAPPED_IDS[0])} ids and none was locked out: deleted {deleted}, "
+        f"throttled {throttled} times (at most 2 each; the server answered {answers})",
+    )
+    left = written(server_url, api_key, ids)
+    checks.check(left == 0, f"all {len(ids)} ids are gone from the collection ({left} left)")
+
+
+def _when(stamp: str) -> float:
+    """Seconds since the epoch of an API timestamp (ISO 8601, ``Z`` or an offset)."""
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def stop_all(procs: list[Proc]) -> None:
