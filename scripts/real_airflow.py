@@ -81,14 +81,8 @@ SIGTERM_IDS = [f"st-{i:04d}" for i in range(3000)]
 #: the server's write quota (rows/s): the 3000-row load takes ten seconds
 QUOTA = 300
 
-SIGTERM_DAG_FILE = '''\
-"""Written by scripts/real_airflow.py: a load long enough to be marked failed while it runs."""
-
-import pendulum
-from airflow.sdk import DAG
-
-from airflow_provider_vikingdb.operators.vikingdb import VikingDBUpsertOperator
-
+#: the opening every DAG file written here shares (``.format`` fills ``dag_id``)
+DAG_OPENING = """
 with DAG(
     dag_id={dag_id!r},
     schedule=None,
@@ -96,57 +90,52 @@ with DAG(
     catchup=False,
     default_args={{"retries": 0}},
 ):
+"""
+
+
+def dag_file(doc: str, imports: str, tasks: str) -> str:
+    """The template of a DAG file written here, to ``.format`` with ``dag_id`` and the fields of
+    ``tasks``: ``doc``, the imports every one needs and ``imports``, one DAG holding ``tasks``."""
+    return f'"""{doc}"""\n\nimport pendulum\nfrom airflow.sdk import DAG\n\n{imports}' + DAG_OPENING + tasks
+
+
+SIGTERM_DAG_FILE = dag_file(
+    "Written by scripts/real_airflow.py: a load long enough to be marked failed while it runs.",
+    "from airflow_provider_vikingdb.operators.vikingdb import VikingDBUpsertOperator\n",
+    """\
     VikingDBUpsertOperator(
         task_id="load",
         collection_name={collection!r},
         records=[{{"id": key, "text": "sigterm"}} for key in {ids!r}],
         max_concurrency=4,
     )
-'''
+""",
+)
 
 MAPPED_DAG_ID = "vikingdb_real_mapped"
 #: mapped deletes at once, each of its own ids, each capped at the quota / their number
 MAPPED_TASKS = 4
 MAPPED_IDS = [[f"mp{k}-{i:03d}" for i in range(600)] for k in range(MAPPED_TASKS)]
 
-MAPPED_DAG_FILE = '''\
-"""Written by scripts/real_airflow.py: mapped deletes sharing the quota, each capped at its part."""
-
-import pendulum
-from airflow.sdk import DAG
-
-from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator
-
-with DAG(
-    dag_id={dag_id!r},
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    default_args={{"retries": 0}},
-):
+MAPPED_DAG_FILE = dag_file(
+    "Written by scripts/real_airflow.py: mapped deletes sharing the quota, each capped at its part.",
+    "from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator\n",
+    """\
     VikingDBDeleteOperator.partial(
         task_id="delete", collection_name={collection!r}, rows_per_second={cap!r}
     ).expand(ids={chunks!r})
-'''
+""",
+)
 
-DAG_FILE = '''\
-"""Written by scripts/real_airflow.py: a load, its delete, and a sensor, both deferrable."""
-
+DAG_FILE = dag_file(
+    "Written by scripts/real_airflow.py: a load, its delete, and a sensor, both deferrable.",
+    """\
 from datetime import timedelta
-
-import pendulum
-from airflow.sdk import DAG
 
 from airflow_provider_vikingdb.operators.vikingdb import VikingDBDeleteOperator, VikingDBUpsertOperator
 from airflow_provider_vikingdb.sensors.vikingdb import VikingDBIndexSyncSensor
-
-with DAG(
-    dag_id={dag_id!r},
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    default_args={{"retries": 0}},
-):
+""",
+    """\
     load = VikingDBUpsertOperator(
         task_id="load",
         collection_name={collection!r},
@@ -173,7 +162,8 @@ with DAG(
         timeout=timedelta(minutes=3),
     )
     load >> delete >> wait_index
-'''
+""",
+)
 
 
 # Run in the venv while the DAG runs: every trigger row of the metadata DB, with its kwargs as the
@@ -703,18 +693,11 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc], checks: Checks) 
     api.login()
     print(f"api-server answers at {api.base} ({time.monotonic() - started:.0f}s)")
 
-    def parsed() -> bool:
-        errors = api.call("GET", "/importErrors")
-        if errors.get("total_entries"):
-            raise SystemExit(f"the DAG file did not import: {json.dumps(errors['import_errors'], indent=1)}")
-        return bool(http("GET", f"{api.base}/api/v2/dags/{DAG_ID}", headers=api.headers)[0] == 200)
-
-    wait_for(f"DAG {DAG_ID!r} to be parsed", parsed, PARSE_TIMEOUT, airflow_procs, every=2)
-    print(f"DAG {DAG_ID!r} parsed ({time.monotonic() - started:.0f}s after start-up)")
-    api.call("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
-    dag_run = api.call("POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": None})
-    run_id = dag_run["dag_run_id"]
-    print(f"unpaused and triggered: run {run_id!r}")
+    run_id = parse_and_trigger(api, DAG_ID, airflow_procs)
+    print(
+        f"DAG {DAG_ID!r} parsed, unpaused and triggered: run {run_id!r}"
+        f" ({time.monotonic() - started:.0f}s after start-up)"
+    )
 
     # Poll the run; print each task's state as it changes (a deferral shows as 'deferred').
     started = time.monotonic()
@@ -752,13 +735,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc], checks: Checks) 
         )
     xcom: dict[str, Any] = {}
     for task in ("load", "delete", "wait_index"):
-        entry = api.call(
-            "GET",
-            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}/xcomEntries/return_value",
-            ok=(200, 404),
-        )
-        value = entry.get("value") if isinstance(entry, dict) else None
-        xcom[task] = json.loads(value) if isinstance(value, str) and value.startswith("{") else value
+        xcom[task] = return_value(api, f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task}")
     load, delete, sensor = (xcom.get(task) or {} for task in ("load", "delete", "wait_index"))
     print(f"      load: {load.get('ids_written')} ids written in {load.get('batches')} batch(es)")
     for task, summary in (("delete", delete), ("wait_index", sensor)):
@@ -831,15 +808,7 @@ def sigterm_scenario(
         f"\nSIGTERM: DAG {SIGTERM_DAG_ID!r} loads {len(SIGTERM_IDS)} rows at {QUOTA} rows/s, "
         "and is marked failed mid-way"
     )
-    wait_for(
-        f"DAG {SIGTERM_DAG_ID!r} to be parsed",
-        lambda: http("GET", f"{api.base}/api/v2/dags/{SIGTERM_DAG_ID}", headers=api.headers)[0] == 200,
-        PARSE_TIMEOUT,
-        procs,
-        every=2,
-    )
-    api.call("PATCH", f"/dags/{SIGTERM_DAG_ID}", {"is_paused": False})
-    run_id = api.call("POST", f"/dags/{SIGTERM_DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
+    run_id = parse_and_trigger(api, SIGTERM_DAG_ID, procs)
     ti_path = f"/dags/{SIGTERM_DAG_ID}/dagRuns/{run_id}/taskInstances/load"
     wait_for(
         "the load to run and write 300 rows",
@@ -887,23 +856,15 @@ def mapped_scenario(
     api: Api, server_log: Path, server_url: str, api_key: str, procs: list[Proc], checks: Checks
 ) -> None:
     """Mapped deletes in worker processes of their own, at once, each with ``rows_per_second`` at
-    the quota / their number (docs/performance.md): none is throttled, and all of it is deleted."""
+    the quota / their number (docs/performance.md): none is locked out, and all of it is deleted."""
     cap = QUOTA / MAPPED_TASKS
     ids = [key for chunk in MAPPED_IDS for key in chunk]
     print(
         f"\nMapped: DAG {MAPPED_DAG_ID!r} deletes {len(ids)} ids in {MAPPED_TASKS} mapped tasks, "
         f"each capped at rows_per_second={cap:g} (the quota / {MAPPED_TASKS})"
     )
-    wait_for(
-        f"DAG {MAPPED_DAG_ID!r} to be parsed",
-        lambda: http("GET", f"{api.base}/api/v2/dags/{MAPPED_DAG_ID}", headers=api.headers)[0] == 200,
-        PARSE_TIMEOUT,
-        procs,
-        every=2,
-    )
     logged = len(server_log.read_text(errors="replace").splitlines())
-    api.call("PATCH", f"/dags/{MAPPED_DAG_ID}", {"is_paused": False})
-    run_id = api.call("POST", f"/dags/{MAPPED_DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
+    run_id = parse_and_trigger(api, MAPPED_DAG_ID, procs)
     run_path = f"/dags/{MAPPED_DAG_ID}/dagRuns/{run_id}"
 
     def finished() -> str | None:
@@ -936,17 +897,9 @@ def mapped_scenario(
         found = re.search(r"POST /api/vikingdb/data/delete (\S+)", line)
         if found:
             answers[found.group(1)] = answers.get(found.group(1), 0) + 1
-    summaries = []
-    for index in range(MAPPED_TASKS):
-        entry = api.call(
-            "GET",
-            f"{run_path}/taskInstances/delete/xcomEntries/return_value?map_index={index}",
-            ok=(200, 404),
-        )
-        value = entry.get("value") if isinstance(entry, dict) else None
-        summaries.append(
-            json.loads(value) if isinstance(value, str) and value.startswith("{") else value or {}
-        )
+    summaries = [
+        return_value(api, f"{run_path}/taskInstances/delete", index) or {} for index in range(MAPPED_TASKS)
+    ]
     deleted = [summary.get("ids_deleted") for summary in summaries]
     throttled = [summary.get("throttled") for summary in summaries]
     # The server's bucket holds one second of quota: 3 batches of 100 at 300 rows/s, fewer than the
@@ -964,6 +917,29 @@ def mapped_scenario(
 def _when(stamp: str) -> float:
     """Seconds since the epoch of an API timestamp (ISO 8601, ``Z`` or an offset)."""
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def parse_and_trigger(api: Api, dag_id: str, procs: list[Proc]) -> str:
+    """Wait until ``dag_id`` is parsed (an import error stops the script), unpause it and trigger
+    a run: its id."""
+
+    def parsed() -> bool:
+        errors = api.call("GET", "/importErrors")
+        if errors.get("total_entries"):
+            raise SystemExit(f"the DAG file did not import: {json.dumps(errors['import_errors'], indent=1)}")
+        return bool(http("GET", f"{api.base}/api/v2/dags/{dag_id}", headers=api.headers)[0] == 200)
+
+    wait_for(f"DAG {dag_id!r} to be parsed", parsed, PARSE_TIMEOUT, procs, every=2)
+    api.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+    return str(api.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"])
+
+
+def return_value(api: Api, ti_path: str, map_index: int | None = None) -> Any:
+    """A task instance's return value (a JSON object's text decoded), or None if it has none."""
+    query = "" if map_index is None else f"?map_index={map_index}"
+    entry = api.call("GET", f"{ti_path}/xcomEntries/return_value{query}", ok=(200, 404))
+    value = entry.get("value") if isinstance(entry, dict) else None
+    return json.loads(value) if isinstance(value, str) and value.startswith("{") else value
 
 
 def stop_all(procs: list[Proc]) -> None:
