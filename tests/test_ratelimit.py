@@ -565,13 +565,16 @@ def test_simulated_processes_capped_at_a_fair_share_are_not_throttled(count, see
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.parametrize(("count", "quota", "lowest"), [(16, 1500, 0.8), (24, 1500, 0.75), (4, 300, 0.6)])
-def test_simulated_tasks_capped_alike_and_started_together_do_not_lock_one_out(count, quota, lowest, seed):
+@pytest.mark.parametrize(
+    ("count", "ids", "quota", "lowest"), [(16, 3000, 1500, 0.8), (24, 2000, 1500, 0.75), (4, 1200, 300, 0.6)]
+)
+def test_simulated_tasks_capped_alike_and_started_together_do_not_lock_one_out(
+    count, ids, quota, lowest, seed
+):
     # More tasks than the bucket holds batches (15 at 1500 rows/s; 3 at 300), started at once and
     # capped at the quota / N: before, the last to arrive was refused at the same moment of every
     # interval until the others finished (16 tasks: 61 % of its share, 24: 2 %, 4 at 300: 20 %).
-    procs = [(48_000 // count if quota == 1500 else 1200, 0.003 * p) for p in range(count)]
-    runs = simulate(procs, quota=quota, seed=seed, max_rate=quota / count)
+    runs = simulate([(ids, 0.003 * p) for p in range(count)], quota=quota, seed=seed, max_rate=quota / count)
     assert all(r["rows"] == r["ids"] for r in runs)
     assert min(fair_shares(runs, quota)) >= lowest
 
