@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write quota per collection, shared by upsert/update/delete; 429 above it (default: off)",
     )
     parser.add_argument(
+        "--quota-burst",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds of quota the bucket holds, the burst it admits at once (default: %(default)s)",
+    )
+    parser.add_argument(
         "--latency-ms", type=float, default=0, help="added to every request (default: %(default)s)"
     )
     parser.add_argument(
@@ -167,6 +174,7 @@ def server_from_args(args: argparse.Namespace) -> LocalVikingDB:
         index_lag=args.index_lag,
         del_all_index_lag=args.del_all_index_lag,
         quota=args.quota,
+        quota_burst=args.quota_burst,
         latency_ms=args.latency_ms,
         fail_rate=args.fail_rate,
         seed=args.seed,

@@ -97,6 +97,7 @@ class LocalVikingDB(ScriptedFaults):
         index_lag: float = 0.0,
         del_all_index_lag: float | None = None,
         quota: float | None = None,
+        quota_burst: float = 1.0,
         latency_ms: float = 0,
         fail_rate: float = 0.0,
         seed: int | None = None,
@@ -108,7 +109,13 @@ class LocalVikingDB(ScriptedFaults):
         if isinstance(collections, str):
             collections = (collections,)
         self.faults = FaultScript(fail_rate, seed)
-        self.store = Store(index_lag=index_lag, del_all_index_lag=del_all_index_lag, quota=quota, clock=clock)
+        self.store = Store(
+            index_lag=index_lag,
+            del_all_index_lag=del_all_index_lag,
+            quota=quota,
+            quota_burst=quota_burst,
+            clock=clock,
+        )
         declared = _fields_by_collection(fields)
         for spec in collections:
             name, key_field, key_type = parse_collection_spec(spec)
@@ -228,6 +235,15 @@ class LocalVikingDB(ScriptedFaults):
     @quota.setter
     def quota(self, rows_per_second: float | None) -> None:
         self.store.quota = rows_per_second
+
+    @property
+    def quota_burst(self) -> float:
+        """Seconds of quota a collection's bucket holds: the burst it admits at once (default 1)."""
+        return self.store.quota_burst
+
+    @quota_burst.setter
+    def quota_burst(self, seconds: float) -> None:
+        self.store.quota_burst = seconds
 
     @property
     def index_lag(self) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_vikingdb.local.__main__ import build_parser, read_load_file
+from airflow_provider_vikingdb.local.__main__ import build_parser, read_load_file, server_from_args
 from tests.local.vikingdb_signing_client import SigningClient
 
 
@@ -125,9 +125,10 @@ def test_parser_defaults(monkeypatch) -> None:
         "cn-beijing",
     )
     assert (args.api_key, args.collection, args.index, args.load) == (None, None, [], None)
-    assert (args.index_lag, args.quota, args.latency_ms, args.fail_rate, args.seed) == (
+    assert (args.index_lag, args.quota, args.quota_burst, args.latency_ms, args.fail_rate, args.seed) == (
         0.0,
         None,
+        1.0,
         0,
         0.0,
         None,
@@ -162,6 +163,15 @@ def test_parser_fields_and_del_all_lag() -> None:
     )
     assert args.field == ["docs:created_at:int64", "docs:tags:list<string>"]
     assert args.del_all_index_lag == 300.0
+
+
+def test_parser_quota_burst_makes_the_bucket_that_size() -> None:
+    server = server_from_args(build_parser().parse_args(["--quota", "1500", "--quota-burst", "0.2"]))
+    assert (server.quota, server.quota_burst) == (1500, 0.2)
+    collection = server.store.collections["test_coll"]
+    assert collection.bucket is not None and collection.bucket.capacity == pytest.approx(300)
+    with pytest.raises(ValueError, match="quota_burst must be a positive number of seconds"):
+        server_from_args(build_parser().parse_args(["--quota", "1500", "--quota-burst", "0"]))
 
 
 def test_cli_bad_field_spec_fails_naming_it() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -26,6 +27,54 @@ def test_bucket_starts_full_and_holds_one_second() -> None:
     assert not bucket.take(1, now=0.1)
     assert bucket.take(1500, now=60.0)  # never more than one second's worth
     assert not bucket.take(1, now=60.0)
+
+
+def test_bucket_holds_the_burst_it_is_given() -> None:
+    bucket = TokenBucket(1500, now=0.0, burst=0.2)
+    assert bucket.take(300, now=0.0)  # starts full: 0.2 s of quota
+    assert not bucket.take(1, now=0.0)
+    assert bucket.take(150, now=0.1)
+    assert bucket.take(300, now=60.0)  # never more than 0.2 s of quota
+    assert not bucket.take(1, now=60.0)
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="quota_burst"):
+            TokenBucket(1500, now=0.0, burst=bad)
+
+
+def test_store_quota_burst_is_settable_and_checked() -> None:
+    clock = FakeClock()
+    store = Store(quota=1000, quota_burst=0.5, clock=clock)
+    a = store.add_collection("a")
+    store.take_rows(a, 500)
+    with pytest.raises(Exception, match="quota"):
+        store.take_rows(a, 1)
+    store.quota_burst = 2
+    clock.now += 10
+    store.take_rows(a, 2000)  # the bucket now holds two seconds of quota
+    with pytest.raises(Exception, match="quota"):
+        store.take_rows(a, 1)
+    store.quota = 100  # a new rate keeps the burst in seconds: 200 rows
+    clock.now += 10
+    store.take_rows(a, 200)
+    with pytest.raises(Exception, match="quota"):
+        store.take_rows(a, 1)
+    with pytest.raises(ValueError, match="quota_burst must be a positive number of seconds"):
+        store.quota_burst = 0
+    assert store.quota_burst == 2
+
+
+def test_a_smaller_burst_refuses_back_to_back_requests_over_http(
+    vikingdb_server_factory, make_client
+) -> None:
+    server = vikingdb_server_factory(quota=1000, quota_burst=0.1)
+    server.load("test_coll", [{"id": i} for i in string_ids(300)])
+    client = make_client(server)
+    assert client.delete(ids=string_ids(100)).status_code == 200
+    assert client.delete(ids=string_ids(200)[100:]).status_code == 429  # 100 rows held, all spent
+    server.quota_burst = 1.0
+    time.sleep(0.35)  # 350 rows refilled: more than the old bucket could hold
+    assert [client.delete(ids=string_ids(300)[n : n + 100]).status_code for n in (100, 200)] == [200, 200]
+    assert server.records("test_coll") == {}
 
 
 def test_bucket_refusal_takes_nothing() -> None:
