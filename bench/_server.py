@@ -56,12 +56,13 @@ def local_server(
     latency_ms: float,
     collection: str = "bench",
     extra: tuple[str, ...] = (),
+    quota_burst: float = 1.0,
 ) -> Iterator[Server]:
     command = [str(BIN / "vikingdb-local"), "--port", "0", "--collection", collection, "--ak", AK, "--sk", SK]
     command += list(extra)
     command += ["--load", records_file, "--latency-ms", str(latency_ms), "--log-level", "INFO"]
     if quota is not None:
-        command += ["--quota", str(quota)]
+        command += ["--quota", str(quota), "--quota-burst", str(quota_burst)]
     with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
         try:

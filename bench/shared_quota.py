@@ -3,12 +3,13 @@
     .venv/bin/python bench/shared_quota.py                       # every case, 5 runs each
     .venv/bin/python bench/shared_quota.py --cases 2x --runs 1   # one case, once
     .venv/bin/python bench/shared_quota.py --fair-cap --cases 2x,4x   # capped at quota / N
+    .venv/bin/python bench/shared_quota.py --quota-burst 0.2 --cases alone,2x   # a smaller bucket
 
 Each process (``bench/quota_client.py``, a fresh interpreter) deletes its own ids with
 ``VikingDBHook().delete(ids, collection_name=...)`` and every default, against one
 ``vikingdb-local --quota 1500 --latency-ms 30`` process holding all of them (with
 ``--fair-cap``, each sets ``rows_per_second`` to the quota / the number of processes, as a
-user who knows that number can). The
+user who knows that number can; with ``--rows-per-second R``, each sets R). The
 processes share nothing but the server: each learns the quota on its own. They set up
 first, then are all released at once.
 
@@ -16,12 +17,16 @@ Cases (ids per process): ``2x`` = 2 x 30 000 and ``4x`` = 4 x 15 000 (60 000 in 
 in bench/throughput.py's quota run, so that the figures compare), ``staggered`` = 20 000
 and 5 000 (the second stops early: the first should take up the quota it frees). Asked for
 by name, ``late`` = 60 000 and 15 000 released 10 s later (a rollback started during a
-retention delete): how long the newcomer takes to get 80 % of its fair share.
+retention delete): how long the newcomer takes to get 80 % of its fair share; ``alone`` =
+one process of 60 000 (bench/throughput.py's hook run, with this bench's columns).
+
+``--quota-burst S`` sizes the server's bucket (S seconds of quota, default 1): the service's
+is not documented, and docs/performance.md shows how the limiter fares with a smaller one.
 
 Columns, per run, then the worst and the median of the runs:
-- combined: the quota-limited time ((all ids - burst) / quota, the burst being the one
-  second of quota the server's bucket holds at start) / the time from the first start
-  to the last end;
+- combined: the quota-limited time ((all ids - burst) / quota, the burst being the
+  ``--quota-burst`` seconds of quota the server's bucket holds at start) / the time from the
+  first start to the last end;
 - share of fair: a process's ids / what a fair share of the quota gives over its life
   (the quota divided among the processes running at each moment), lowest of the run;
 - throttled: 429 answers / all delete answers, from the server's log (and, in the summary,
@@ -58,7 +63,13 @@ from _server import count_left, local_server, write_records
 from delete_client import make_ids
 
 HERE = Path(__file__).resolve().parent
-CASES = {"2x": [30_000, 30_000], "4x": [15_000] * 4, "staggered": [20_000, 5_000], "late": [60_000, 15_000]}
+CASES = {
+    "2x": [30_000, 30_000],
+    "4x": [15_000] * 4,
+    "staggered": [20_000, 5_000],
+    "late": [60_000, 15_000],
+    "alone": [60_000],
+}
 #: seconds after the first release that each process is released (the others: together)
 DELAYS = {"late": [0.0, 10.0]}
 #: the default cases: the issue's; ``late`` is asked for by name
@@ -71,6 +82,7 @@ def run_once(
     latency_ms: float,
     delays: list[float] | None = None,
     rows_per_second: float | None = None,
+    quota_burst: float = 1.0,
 ) -> dict:
     ids = make_ids(sum(sizes))
     records = write_records(ids)
@@ -80,7 +92,7 @@ def run_once(
     workdir = tempfile.TemporaryDirectory()
     outputs = [os.path.join(workdir.name, f"client{n}.out") for n in range(len(sizes))]
     try:
-        with local_server(records, quota=quota, latency_ms=latency_ms) as server:
+        with local_server(records, quota=quota, latency_ms=latency_ms, quota_burst=quota_burst) as server:
             clients, first = [], 0
             for size, output in zip(sizes, outputs, strict=True):
                 command = [sys.executable, str(HERE / "quota_client.py"), "--url", server.url]
@@ -178,14 +190,14 @@ def _seconds_to_reach(report: dict, since: float, rate: float, window: float) ->
     return None
 
 
-def summarize(run: dict, quota: float) -> dict:
+def summarize(run: dict, quota: float, burst: float = 1.0) -> dict:
     reports = run["reports"]
     total = sum(r["ids"] for r in reports)
     t0 = min(r["start"] for r in reports)
     wall = max(r["end"] for r in reports) - t0
     return {
         "seconds": wall,
-        "combined": max(total - quota, 0) / quota / wall,
+        "combined": max(total - quota * burst, 0) / quota / wall,
         "shares": fair_shares(reports, quota),
         "throttled": run["throttled"] / max(run["attempts"], 1),
         "throttled_later": _throttled_after_first_second(reports),
@@ -276,21 +288,35 @@ def main(argv: list[str] | None = None) -> None:
         help="give each process rows_per_second = quota / the number of processes (what a user who"
         " knows that number can set) instead of letting it adapt",
     )
+    parser.add_argument(
+        "--rows-per-second", type=float, help="give each process this rows_per_second instead (a fixed cap)"
+    )
+    parser.add_argument(
+        "--quota-burst",
+        type=float,
+        default=1.0,
+        help="seconds of quota the server's bucket holds (default 1)",
+    )
     parser.add_argument("--dump", help="append each run's raw reports to this file (a JSON line per run)")
     args = parser.parse_args(argv)
+    if args.fair_cap and args.rows_per_second is not None:
+        parser.error("--fair-cap and --rows-per-second both set the cap: give one")
     capped = ", each process capped at rows_per_second = quota / N" if args.fair_cap else ""
-    head = f"shared quota: {args.quota:g} rows/s, latency {args.latency_ms:g} ms, {args.runs} runs a case"
+    if args.rows_per_second is not None:
+        capped = f", each process capped at rows_per_second = {args.rows_per_second:g}"
+    head = f"shared quota: {args.quota:g} rows/s, a bucket of {args.quota_burst:g} s, latency"
+    head += f" {args.latency_ms:g} ms, {args.runs} runs a case"
     print(f"\n# {head}{capped}")
     for name in args.cases.split(","):
         sizes = CASES[name]
         runs = []
         for n in range(args.runs):
-            cap = args.quota / len(sizes) if args.fair_cap else None
-            run = run_once(sizes, args.quota, args.latency_ms, DELAYS.get(name), cap)
+            cap = args.quota / len(sizes) if args.fair_cap else args.rows_per_second
+            run = run_once(sizes, args.quota, args.latency_ms, DELAYS.get(name), cap, args.quota_burst)
             if args.dump:
                 with open(args.dump, "a") as dump:
                     dump.write(json.dumps({"case": name, **run}) + "\n")
-            runs.append(summarize(run, args.quota))
+            runs.append(summarize(run, args.quota, args.quota_burst))
             print(f"  {name} run {n + 1}: {json.dumps(runs[-1])}", file=sys.stderr, flush=True)
         print(table(name, sizes, runs), flush=True)
 

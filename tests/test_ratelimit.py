@@ -384,13 +384,15 @@ def simulate(
     quota_changes: tuple[tuple[float, float], ...] = (),
     seed: int = 1,
     max_rate: float | None = None,
+    burst: float = 1.0,
 ) -> list[dict]:
     """Processes ``(ids, start)`` deleting their ids in batches of 100 against one token bucket.
 
     Each process has ``concurrency`` workers and a limiter of its own (capped at ``max_rate``,
     the hook's ``rows_per_second``, if given). Like the hook, a
     worker claims a slot, sends, and on a 429 claims again (no other backoff). Latency
-    varies by up to 30 %; the bucket holds one second of quota and starts full.
+    varies by up to 30 %; the bucket holds ``burst`` seconds of quota (the local server's
+    ``quota_burst``) and starts full.
     """
     rng = random.Random(seed)
     clock = FakeClock(0.0)
@@ -399,7 +401,7 @@ def simulate(
     def make_limiter() -> AdaptiveRateLimiter:
         return AdaptiveRateLimiter(max_rate=max_rate, clock=clock, sleep=clock.sleep, rand=draws.random)
 
-    tokens, updated, rate = quota or 0.0, 0.0, quota
+    tokens, updated, rate = (quota or 0.0) * burst, 0.0, quota
     changes = list(quota_changes)
     events: list = []
     order = itertools.count()
@@ -419,7 +421,7 @@ def simulate(
     while events:
         clock.now, _, (kind, p, arg) = heapq.heappop(events)
         while changes and changes[0][0] <= clock.now:
-            tokens = min(rate, tokens + (clock.now - updated) * rate)
+            tokens = min(rate * burst, tokens + (clock.now - updated) * rate)
             updated, rate = clock.now, changes.pop(0)[1]
         run = runs[p]
         lim = run["limiter"]
@@ -435,7 +437,7 @@ def simulate(
         elif kind == "arrive":
             accepted = True
             if rate is not None:
-                tokens = min(rate, tokens + (clock.now - updated) * rate)
+                tokens = min(rate * burst, tokens + (clock.now - updated) * rate)
                 updated = clock.now
                 accepted = tokens >= 100
                 tokens -= 100 if accepted else 0
@@ -486,10 +488,10 @@ def seconds_to_take_up(survivor: dict, freed_at: float, quota: float) -> float:
     return seconds_to_reach(survivor, freed_at, 0.9 * quota)
 
 
-def combined(runs: list[dict], quota: float) -> float:
-    """The time the quota allows for all the rows (the bucket's second of burst aside) / the time taken."""
+def combined(runs: list[dict], quota: float, burst: float = 1.0) -> float:
+    """The time the quota allows for all the rows (the bucket's ``burst`` seconds aside) / the time taken."""
     total = sum(r["ids"] for r in runs)
-    return (total - quota) / quota / (max(r["end"] for r in runs) - min(r["start"] for r in runs))
+    return (total - quota * burst) / quota / (max(r["end"] for r in runs) - min(r["start"] for r in runs))
 
 
 def throttled(runs: list[dict]) -> float:
@@ -562,6 +564,33 @@ def test_simulated_processes_capped_at_a_fair_share_are_not_throttled(count, see
     assert throttled(runs) == 0
     assert combined(runs, 1500) >= 0.95
     assert min(fair_shares(runs, 1500)) >= 0.97
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_simulated_lone_delete_capped_just_under_the_quota_keeps_up_with_a_small_bucket(seed):
+    # docs/performance.md, "When the service allows a smaller burst": the service's bucket is not
+    # documented. With 0.2 s of quota (3 batches at 1500 rows/s), a pause or a cut the adaptive
+    # limiter makes is not banked, it measures less than the quota and gets about 76 % of it;
+    # rows_per_second at 98 % of the quota gets 97.5 % with no 429.
+    (adaptive,) = simulate([(60_000, 0.0)], quota=1500, seed=seed, burst=0.2)
+    (capped,) = simulate([(60_000, 0.0)], quota=1500, seed=seed, burst=0.2, max_rate=1470)
+    assert adaptive["rows"] == capped["rows"] == 60_000
+    assert capped["throttled"] == 0
+    assert combined([capped], 1500, burst=0.2) >= 0.97
+    assert combined([adaptive], 1500, burst=0.2) < combined([capped], 1500, burst=0.2) - 0.1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("count", [2, 4])
+def test_simulated_tasks_capped_at_a_fair_share_keep_up_with_a_small_bucket(count, seed):
+    # The cap at the quota / N holds where the bucket holds 0.2 s of quota (adapting, 2 and 4
+    # processes get 70-76 % of the quota there: docs/performance.md).
+    procs = [(60_000 // count, 0.003 * p) for p in range(count)]
+    runs = simulate(procs, quota=1500, seed=seed, max_rate=1500 / count, burst=0.2)
+    assert all(r["rows"] == r["ids"] for r in runs)
+    assert combined(runs, 1500, burst=0.2) >= 0.9
+    assert min(fair_shares(runs, 1500)) >= 0.8
+    assert throttled(runs) <= 0.01
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
