@@ -1,11 +1,12 @@
-"""Every benchmark, one after the other (``make bench``): about sixteen minutes.
+"""Every benchmark, one after the other (``make bench``): about eighteen minutes.
 
 1. quota run: 60 000 ids, ``vikingdb-local --quota 1500 --latency-ms 30`` (bench/throughput.py)
 2. no-quota run: the same without a quota
 3. upsert at the quota: 30 000 rows, list and stream (bench/upsert_throughput.py)
 4. shared quota: 2 and 4 processes deleting from one collection, and one stopping early
    (bench/shared_quota.py, 5 runs of each case: about ten minutes), and the same cases
-   simulated for rules that probe less in a crowd (bench/shared_quota_sim.py)
+   simulated for rules that probe less in a crowd (bench/shared_quota_sim.py); then one
+   process against a bucket of 0.2 s of quota, adapting and capped at 98 % of the quota
 5. import cost of the operator module (bench/import_cost.py)
 6. peak memory of deleting 1 000 000 ids (bench/memory.py)
 
@@ -29,6 +30,18 @@ STEPS = [
     ["upsert_throughput.py", "--quota", "1500", "--latency-ms", "30", "--rows", "30000"],
     ["shared_quota.py", "--runs", "5"],
     ["shared_quota_sim.py"],
+    ["shared_quota.py", "--quota-burst", "0.2", "--cases", "alone", "--runs", "1"],
+    [
+        "shared_quota.py",
+        "--quota-burst",
+        "0.2",
+        "--cases",
+        "alone",
+        "--runs",
+        "1",
+        "--rows-per-second",
+        "1470",
+    ],
     ["import_cost.py", "-n", "10"],
     ["memory.py", "--ids", "1000000"],
 ]
