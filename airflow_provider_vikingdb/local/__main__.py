@@ -104,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quota-burst",
         type=float,
-        default=1.0,
+        default=None,
         metavar="SECONDS",
-        help="seconds of quota the bucket holds, the burst it admits at once (default: %(default)s)",
+        help="seconds of quota the bucket holds, the burst it admits at once (default: 1; needs --quota)",
     )
     parser.add_argument(
         "--latency-ms", type=float, default=0, help="added to every request (default: %(default)s)"
@@ -161,6 +161,8 @@ def server_from_args(args: argparse.Namespace) -> LocalVikingDB:
 
     Raises ValueError, KeyError or OSError (an unreadable ``--load`` file) naming the problem.
     """
+    if args.quota_burst is not None and args.quota is None:
+        raise ValueError("--quota-burst sizes the quota's bucket: give --quota ROWS_PER_SECOND too")
     collections = args.collection or list(DEFAULT_COLLECTIONS)
     names = [parse_collection_spec(spec)[0] for spec in collections]
     server = LocalVikingDB(
@@ -174,7 +176,7 @@ def server_from_args(args: argparse.Namespace) -> LocalVikingDB:
         index_lag=args.index_lag,
         del_all_index_lag=args.del_all_index_lag,
         quota=args.quota,
-        quota_burst=args.quota_burst,
+        quota_burst=1.0 if args.quota_burst is None else args.quota_burst,
         latency_ms=args.latency_ms,
         fail_rate=args.fail_rate,
         seed=args.seed,

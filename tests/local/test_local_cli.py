@@ -128,7 +128,7 @@ def test_parser_defaults(monkeypatch) -> None:
     assert (args.index_lag, args.quota, args.quota_burst, args.latency_ms, args.fail_rate, args.seed) == (
         0.0,
         None,
-        1.0,
+        None,
         0,
         0.0,
         None,
@@ -172,6 +172,9 @@ def test_parser_quota_burst_makes_the_bucket_that_size() -> None:
     assert collection.bucket is not None and collection.bucket.capacity == pytest.approx(300)
     with pytest.raises(ValueError, match="quota_burst must be a positive number of seconds"):
         server_from_args(build_parser().parse_args(["--quota", "1500", "--quota-burst", "0"]))
+    with pytest.raises(ValueError, match="give --quota ROWS_PER_SECOND too"):
+        server_from_args(build_parser().parse_args(["--quota-burst", "0.2"]))
+    assert server_from_args(build_parser().parse_args([])).quota_burst == 1.0
 
 
 def test_cli_bad_field_spec_fails_naming_it() -> None:
