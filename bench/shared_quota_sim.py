@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/shared_quota_sim.py              # 20 seeds per case
     .venv/bin/python bench/shared_quota_sim.py --seeds 5
+    .venv/bin/python bench/shared_quota_sim.py --burst 0.2  # a bucket of 0.2 s of quota
 
 Makes the table in docs/performance.md ("Probing less in a crowd"). The cases are
 bench/shared_quota.py's (2 x 30 000, 4 x 15 000, staggered 20 000 + 5 000 at 1500 rows/s),
@@ -213,17 +214,17 @@ RULES = [
 ]
 
 
-def score(rule: type[AdaptiveRateLimiter], case: str, seed: int) -> dict[str, float]:
+def score(rule: type[AdaptiveRateLimiter], case: str, seed: int, burst: float = 1.0) -> dict[str, float]:
     if hasattr(rule, "for_case"):  # a rule that is told the number of processes
         rule = rule.for_case(len(CASES[case]))
     model.AdaptiveRateLimiter = rule  # simulate() builds each process's limiter from this name
-    runs = model.simulate(CASES[case], quota=QUOTA, seed=seed)
+    runs = model.simulate(CASES[case], quota=QUOTA, seed=seed, burst=burst)
     lost = sum(r["ids"] - r["rows"] for r in runs)
     assert lost == 0, f"{rule.__name__} lost {lost} ids in {case}, seed {seed}"
     out = {
         "throttled": model.throttled(runs),
         "lowest share": min(model.fair_shares(runs, QUOTA)),
-        "combined": model.combined(runs, QUOTA),
+        "combined": model.combined(runs, QUOTA, burst),
     }
     if case == "staggered":
         long, short = runs
@@ -231,12 +232,12 @@ def score(rule: type[AdaptiveRateLimiter], case: str, seed: int) -> dict[str, fl
     return out
 
 
-def late_joiner(seeds: range) -> str:
+def late_joiner(seeds: range, burst: float = 1.0) -> str:
     """One process of 60 000 ids, a second of 15 000 starting 10 s later: how long the second takes
     to get 80 % of its fair 750 rows/s (over 2 s), and its share of fair over their overlap."""
     waits, shares = [], []
     for seed in seeds:
-        first, late = model.simulate([(60_000, 0.0), (15_000, 10.0)], quota=QUOTA, seed=seed)
+        first, late = model.simulate([(60_000, 0.0), (15_000, 10.0)], quota=QUOTA, seed=seed, burst=burst)
         assert late["rows"] == 15_000 and first["rows"] == 60_000
         waits.append(model.seconds_to_reach(late, 10.0, 0.8 * QUOTA / 2, window=2.0))
         shares.append(model.fair_shares([first, late], QUOTA)[1])
@@ -250,8 +251,15 @@ def late_joiner(seeds: range) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="seeds per case (default 20)")
-    seeds = range(1, parser.parse_args().seeds + 1)
-    print(f"worst of {len(seeds)} seeds; 429s = throttled share of requests")
+    parser.add_argument(
+        "--burst",
+        type=float,
+        default=1.0,
+        help="seconds of quota the bucket holds (default 1, the local server's)",
+    )
+    args = parser.parse_args()
+    seeds, burst = range(1, args.seeds + 1), args.burst
+    print(f"worst of {len(seeds)} seeds, a bucket of {burst:g} s; 429s = throttled share of requests")
     header = (
         "rule                       2x 429s  4x 429s  4x lowest share  4x combined  pickup  stag. combined"
     )
@@ -259,7 +267,7 @@ def main() -> None:
     original = model.AdaptiveRateLimiter
     try:
         for rule in RULES:
-            got = {case: [score(rule, case, s) for s in seeds] for case in CASES}
+            got = {case: [score(rule, case, s, burst) for s in seeds] for case in CASES}
             two, four, stag = got["2x"], got["4x"], got["staggered"]
             print(
                 f"{rule.__name__:26} {100 * max(r['throttled'] for r in two):6.1f}%"
@@ -272,7 +280,7 @@ def main() -> None:
             )
     finally:
         model.AdaptiveRateLimiter = original
-    print("\n" + late_joiner(seeds))
+    print("\n" + late_joiner(seeds, burst))
 
 
 if __name__ == "__main__":
