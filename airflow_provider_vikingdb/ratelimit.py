@@ -5,7 +5,7 @@ deletes by default, raisable on request) and answers HTTP 429 above it. How it
 counts them is not documented; this is fitted to a token bucket that allows a burst
 of about one second of quota (the local server's), and with a smaller bucket it
 settles below the quota (docs/performance.md, "When the service allows a smaller
-burst": 76 % with 0.2 s; a fixed ``max_rate`` keeps it all). The quota is
+burst": 76 % with 0.2 s, where a fixed ``max_rate`` at 98 % of the quota gets 97.5 %). The quota is
 not announced, and it is shared by every process writing to the collection:
 mapped tasks, two DAGs, workers on other machines. They share no memory, only the
 service's answers, so each process learns on its own from its own 429s.
