@@ -90,14 +90,17 @@ class TokenBucket:
     """
 
     def __init__(self, rate: float, now: float, burst: float = 1.0) -> None:
+        self._size(rate, burst)
+        self.tokens = self.capacity
+        self.updated = now
+
+    def _size(self, rate: float, burst: float) -> None:
         if rate <= 0:
             raise ValueError("quota must be a positive number of rows per second")
         if not burst > 0:
             raise ValueError("quota_burst must be a positive number of seconds")
         self.rate = float(rate)
         self.burst = float(burst)
-        self.tokens = self.capacity
-        self.updated = now
 
     @property
     def capacity(self) -> float:
@@ -115,14 +118,8 @@ class TokenBucket:
         return True
 
     def set_rate(self, rate: float, now: float, burst: float | None = None) -> None:
-        if rate <= 0:
-            raise ValueError("quota must be a positive number of rows per second")
-        if burst is not None and not burst > 0:
-            raise ValueError("quota_burst must be a positive number of seconds")
         self._refill(now)
-        self.rate = float(rate)
-        if burst is not None:
-            self.burst = float(burst)
+        self._size(rate, self.burst if burst is None else burst)
         self.tokens = min(self.tokens, self.capacity)
 
 
