@@ -17,6 +17,7 @@ from itertools import pairwise
 
 import pytest
 
+from airflow_provider_vikingdb.local.store import TokenBucket
 from airflow_provider_vikingdb.ratelimit import AdaptiveRateLimiter, limiter_for
 
 
@@ -391,8 +392,8 @@ def simulate(
     Each process has ``concurrency`` workers and a limiter of its own (capped at ``max_rate``,
     the hook's ``rows_per_second``, if given). Like the hook, a
     worker claims a slot, sends, and on a 429 claims again (no other backoff). Latency
-    varies by up to 30 %; the bucket holds ``burst`` seconds of quota (the local server's
-    ``quota_burst``) and starts full.
+    varies by up to 30 %; the bucket is the local server's, holding ``burst`` seconds of quota
+    (its ``quota_burst``) and starting full.
     """
     rng = random.Random(seed)
     clock = FakeClock(0.0)
@@ -401,7 +402,7 @@ def simulate(
     def make_limiter() -> AdaptiveRateLimiter:
         return AdaptiveRateLimiter(max_rate=max_rate, clock=clock, sleep=clock.sleep, rand=draws.random)
 
-    tokens, updated, rate = (quota or 0.0) * burst, 0.0, quota
+    bucket = None if quota is None else TokenBucket(quota, 0.0, burst)  # the local server's
     changes = list(quota_changes)
     events: list = []
     order = itertools.count()
@@ -420,9 +421,8 @@ def simulate(
             at(start + 0.002 * worker * rng.random(), "next", p, None)
     while events:
         clock.now, _, (kind, p, arg) = heapq.heappop(events)
-        while changes and changes[0][0] <= clock.now:
-            tokens = min(rate * burst, tokens + (clock.now - updated) * rate)
-            updated, rate = clock.now, changes.pop(0)[1]
+        while bucket is not None and changes and changes[0][0] <= clock.now:
+            bucket.set_rate(changes.pop(0)[1], clock.now)
         run = runs[p]
         lim = run["limiter"]
         if kind == "next":
@@ -435,12 +435,7 @@ def simulate(
             else:
                 at(clock.now + latency * (1 + 0.3 * rng.random()), "arrive", p, ticket)
         elif kind == "arrive":
-            accepted = True
-            if rate is not None:
-                tokens = min(rate * burst, tokens + (clock.now - updated) * rate)
-                updated = clock.now
-                accepted = tokens >= 100
-                tokens -= 100 if accepted else 0
+            accepted = bucket is None or bucket.take(100, clock.now)
             at(clock.now + 0.001 + 0.002 * rng.random(), "answer", p, (arg, accepted))
         elif kind == "answer":
             ticket, accepted = arg
