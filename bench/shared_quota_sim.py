@@ -192,12 +192,8 @@ class CappedAtTheFairShare(AdaptiveRateLimiter):
     tasks). Nothing probes above the fair share, so nothing is throttled, and nothing takes up
     quota another process frees (the staggered pair's survivor stays at half the quota)."""
 
-    @classmethod
-    def for_case(cls, writers: int) -> type[AdaptiveRateLimiter]:
-        def init(self: AdaptiveRateLimiter, **kwargs: object) -> None:
-            AdaptiveRateLimiter.__init__(self, **{**kwargs, "max_rate": QUOTA / writers})  # type: ignore[arg-type]
-
-        return type(cls.__name__, (cls,), {"__init__": init})
+    #: score() runs it with simulate(max_rate=the quota / N), as a user sets rows_per_second
+    fair_cap = True
 
 
 RULES = [
@@ -218,7 +214,8 @@ def score(rule: type[AdaptiveRateLimiter], case: str, seed: int, burst: float = 
     if hasattr(rule, "for_case"):  # a rule that is told the number of processes
         rule = rule.for_case(len(CASES[case]))
     model.AdaptiveRateLimiter = rule  # simulate() builds each process's limiter from this name
-    runs = model.simulate(CASES[case], quota=QUOTA, seed=seed, burst=burst)
+    cap = QUOTA / len(CASES[case]) if getattr(rule, "fair_cap", False) else None
+    runs = model.simulate(CASES[case], quota=QUOTA, seed=seed, burst=burst, max_rate=cap)
     lost = sum(r["ids"] - r["rows"] for r in runs)
     assert lost == 0, f"{rule.__name__} lost {lost} ids in {case}, seed {seed}"
     out = {
