@@ -350,6 +350,15 @@ def test_the_cap_bounds_the_learned_rate(clock):
     assert lim.rate == 500
 
 
+def test_a_capped_limiter_still_slows_down_when_another_writer_takes_the_quota(clock):
+    # docs/performance.md: "if another writer turns up, the hook still adapts below it (the cap
+    # only bounds the rate)". 400 rows/s got through, then a 429: well under the cap of 1000.
+    lim = limiter(clock, max_rate=1000, rand=lambda: 0.0)
+    accept(lim, clock, 400, 3)
+    lim.on_throttle(clock.now, 100)
+    assert lim.rate < 500
+
+
 def test_one_limiter_per_collection_and_cap():
     a = limiter_for("http://h:1", "coll", None)
     assert limiter_for("http://h:1", "coll", None) is a

@@ -36,6 +36,8 @@ def test_bucket_holds_the_burst_it_is_given() -> None:
     assert bucket.take(150, now=0.1)
     assert bucket.take(300, now=60.0)  # never more than 0.2 s of quota
     assert not bucket.take(1, now=60.0)
+    # docs/local-server.md: one larger than the bucket can never pass (0.05 s of 1500 rows/s: 75)
+    assert not TokenBucket(1500, now=0.0, burst=0.05).take(100, now=3600.0)
     for bad in (0, -1.0):
         with pytest.raises(ValueError, match="quota_burst"):
             TokenBucket(1500, now=0.0, burst=bad)
