@@ -12,7 +12,9 @@ model's figures for the limiter as shipped are within a few tenths of a point of
 bench's, and a run takes milliseconds, so 20 seeds compare rules better than 5 real runs.
 
 The first rows are the shipped limiter, the same without its pause after a 429 (as it was
-before), and with a pause that is the same for every share. Each rule after them is the
+before), with a pause that is the same for every share, and with AIMD's linear climb in place
+of the cubic (at a slope that takes up freed quota as fast, and at a quarter of it: why the
+limiter is a cubic). Each rule after them is the
 shipped limiter with one thing changed after a 429 (the start, the first share, echoes, the
 pause and the alone mode are as shipped). None is a candidate: each lowers the 429s and, with
 them, the lowest share, the combined throughput or the pickup. Two of them are told the number
@@ -43,6 +45,19 @@ CASES = {
     "4x": [(15000, 0.003 * p) for p in range(4)],
     "staggered": [(20000, 0.0), (5000, 0.003)],
 }
+
+
+class LinearClimb(model.LinearClimb):
+    """AIMD instead of the cubic: from ``beta`` x the reference, a linear climb of 400 rows/s a
+    second, the same for every share (the pause, the start and the alone mode as shipped). The
+    survivor of the staggered pair takes up the freed quota as fast as with the cubic, but that
+    slope also drives every process above its share between two 429s."""
+
+
+class LinearClimbSlow(LinearClimb):
+    """The same at a quarter of the slope: as few 429s as the cubic, and slow to take up quota."""
+
+    slope = 100.0
 
 
 class HeldAtTheReference(AdaptiveRateLimiter):
@@ -200,6 +215,8 @@ RULES = [
     AdaptiveRateLimiter,
     NotPaused,
     PausedTheSameForEveryShare,
+    LinearClimb,
+    LinearClimbSlow,
     HeldAtTheReference,
     SlowerForSmallShares,
     SlowerForSmallSharesHalf,
