@@ -665,7 +665,7 @@ def test_simulated_quota_freed_by_a_neighbour_is_taken_up_within_seconds():
     assert sorted(taken)[len(taken) // 2] <= 2.5
 
 
-def test_simulated_a_linear_climb_as_fast_to_take_up_freed_quota_throttles_far_more(monkeypatch):
+def test_simulated_a_linear_climb_as_fast_to_take_up_freed_quota_throttles_more(monkeypatch):
     # Why the limiter is a cubic (its docstring): a linear climb (AIMD) steep enough to take up a
     # neighbour's freed quota as fast drives every process above its share between two 429s
     # (over these seeds: 2.6 s against 2.8 s to take it up, and 360 429s at four against 241).
