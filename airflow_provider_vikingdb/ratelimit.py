@@ -25,11 +25,11 @@ retry mode applies to throttling, run on a rate in rows/s and in real time:
 Why this and not plain AIMD (a linear increase): to take up freed quota that fast,
 the linear slope must be steep, and since every process climbs on its own, every
 process then overshoots its share between two 429s. In the simulation
-(``bench/shared_quota_sim.py``, 20 seeds), a climb of 400 rows/s a second takes up
-freed quota as fast (2.6 s worst), with 7.3 % and 14.3 % of requests throttled at 2
-and 4 processes in the worst run (10.4 % median at 4), against 3.8 % and 8.1 % (7.7 %)
-here. At a quarter of that slope the 429s are about the cubic's (2.6 % and 7.6 %), and
-taking up freed quota takes 7.5 s. The cubic
+(``bench/shared_quota_sim.py``, worst of 20 seeds), a climb of 400 rows/s a second
+takes up freed quota about as fast (2.6 s, 2.8 s here), with 7.3 % and 14.3 % of
+requests throttled at 2 and 4 processes, against 3.8 % and 8.1 % here. At a quarter of
+that slope it is throttled no more (2.6 % and 7.6 %), but taking up freed quota takes
+about 7.5 s, and the combined throughput at 4 processes falls from 93.4 % to 90.5 %. The cubic
 part above the reference is in absolute rows/s, the same for every process
 whatever its share: that is what draws the shares together (AIMD's argument for
 its additive increase). They converge roughly, not exactly: who is refused first
