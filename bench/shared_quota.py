@@ -33,7 +33,10 @@ Columns, per run, then the worst and the median of the runs:
   the same once each process is past its first second, the start, where the bucket's
   burst runs out: about one 429 each, as many as the process has requests in flight);
 - pickup: once the other process stopped, seconds until the survivor's accepted rows
-  over the last second first reach 90 % of the quota (end of that one-second window);
+  over the last second first reach 90 % of the quota (end of that one-second window); in the
+  staggered summary, also the survivor's rows over the 4 s after the other stopped, as a share
+  of the quota (a survivor that spent the bucket's banked burst and stayed at its old share
+  would reach 90 % for one second, not over four);
 - ids left: ids still in the collection afterwards (fetch_in_collection); must be 0.
 
 Per-run details (each process's start, end, 429s, its 429s in its first second: the
@@ -173,6 +176,21 @@ def pickup(reports: list[dict], quota: float, window: float = 1.0) -> float | No
     return _seconds_to_reach(survivor, freed_at, 0.9 * quota, window)
 
 
+def held(reports: list[dict], quota: float, span: float = 4.0) -> float | None:
+    """The survivor's accepted rows over the ``span`` seconds after the next-to-last process's end
+    (or until its own end, if sooner), as a share of the quota: a pickup that only spends the
+    burst the bucket banked, then stays at the old share, reaches 90 % for a second but not this."""
+    if len(reports) < 2:
+        return None
+    ordered = sorted(reports, key=lambda r: r["end"])
+    survivor, freed_at = ordered[-1], ordered[-2]["end"]
+    until = min(freed_at + span, survivor["end"])
+    if until <= freed_at:
+        return None
+    taken = 100 * sum(1 for t in survivor["accepted"] if freed_at < t <= until)
+    return taken / (quota * (until - freed_at))
+
+
 def catch_up(reports: list[dict], quota: float, window: float = 2.0) -> float | None:
     """Seconds from the last process's start until it accepts 80 % of a fair share (over 2 s)."""
     late = max(reports, key=lambda r: r["start"])
@@ -202,6 +220,7 @@ def summarize(run: dict, quota: float, burst: float = 1.0) -> dict:
         "throttled": run["throttled"] / max(run["attempts"], 1),
         "throttled_later": _throttled_after_first_second(reports),
         "pickup": pickup(reports, quota),
+        "held": held(reports, quota),
         "catch_up": catch_up(reports, quota),
         "left": run["left"],
         "failed": sum(max(r["failed"], 0) for r in reports) + sum(1 for r in reports if r["failed"] < 0),
@@ -255,6 +274,9 @@ def table(name: str, sizes: list[int], runs: list[dict]) -> str:
     picks = [s["pickup"] for s in runs]
     if name == "staggered":
         known = [p for p in picks if p is not None]
+        kept = [100 * s["held"] for s in runs if s["held"] is not None]
+        if kept:
+            lines.append(f"  the survivor's next 4 s at {worst_and_median(kept)} % of the quota,")
         if len(known) == len(picks):
             lines.append(f"  pickup {worst_and_median(known, max)} s,")
         else:
