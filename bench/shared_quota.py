@@ -167,12 +167,20 @@ def fair_shares(reports: list[dict], quota: float) -> list[float]:
     return shares
 
 
-def pickup(reports: list[dict], quota: float, window: float = 1.0) -> float | None:
-    """Seconds from the next-to-last process's end until the last one accepts 90 % of the quota."""
+def _survivor(reports: list[dict]) -> tuple[dict, float] | None:
+    """The process that ended last, and when the one before it ended (None for one process)."""
     if len(reports) < 2:
         return None
     ordered = sorted(reports, key=lambda r: r["end"])
-    survivor, freed_at = ordered[-1], ordered[-2]["end"]
+    return ordered[-1], ordered[-2]["end"]
+
+
+def pickup(reports: list[dict], quota: float, window: float = 1.0) -> float | None:
+    """Seconds from the next-to-last process's end until the last one accepts 90 % of the quota."""
+    found = _survivor(reports)
+    if found is None:
+        return None
+    survivor, freed_at = found
     return _seconds_to_reach(survivor, freed_at, 0.9 * quota, window)
 
 
@@ -180,10 +188,10 @@ def held(reports: list[dict], quota: float, span: float = 4.0) -> float | None:
     """The survivor's accepted rows over the ``span`` seconds after the next-to-last process's end
     (or until its own end, if sooner), as a share of the quota: a pickup that only spends the
     burst the bucket banked, then stays at the old share, reaches 90 % for a second but not this."""
-    if len(reports) < 2:
+    found = _survivor(reports)
+    if found is None:
         return None
-    ordered = sorted(reports, key=lambda r: r["end"])
-    survivor, freed_at = ordered[-1], ordered[-2]["end"]
+    survivor, freed_at = found
     until = min(freed_at + span, survivor["end"])
     if until <= freed_at:
         return None

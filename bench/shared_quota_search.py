@@ -37,21 +37,9 @@ import math
 import random
 import statistics
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from shared_quota_sim import AdaptiveRateLimiter, model, score
 
-import test_ratelimit as model  # noqa: E402  (the suite's simulation: simulate, fair_shares, ...)
-
-from airflow_provider_vikingdb.ratelimit import AdaptiveRateLimiter  # noqa: E402
-
-QUOTA = 1500.0
-CASES = {
-    "2x": [(30000, 0.0), (30000, 0.003)],
-    "4x": [(15000, 0.003 * p) for p in range(4)],
-    "staggered": [(20000, 0.0), (5000, 0.003)],
-}
 #: issue 13's targets (worst of the seeds), and the sustained pickup: (bound, at least?)
 TARGETS = {
     "2x 429s": (0.05, False),
@@ -135,25 +123,21 @@ def draw(rng: random.Random) -> dict[str, float | bool]:
 
 def evaluate(knobs: dict[str, float | bool], seeds: range) -> dict[str, float]:
     """The targets' figures for one rule, worst over the seeds (and the median 4x 429s)."""
+    rule = type("Rule", (Tunable,), dict(knobs))
     original = model.AdaptiveRateLimiter
-    model.AdaptiveRateLimiter = type("Rule", (Tunable,), dict(knobs))  # simulate() builds from this
     try:
         worst: dict[str, list[float]] = {name: [] for name in TARGETS}
         for seed in seeds:
             for case in ("2x", "4x"):
-                runs = model.simulate(CASES[case], quota=QUOTA, seed=seed)
-                assert all(r["rows"] == r["ids"] for r in runs), "ids lost"
-                worst[f"{case} 429s"].append(model.throttled(runs))
-                worst[f"{case} lowest share"].append(min(model.fair_shares(runs, QUOTA)))
-                worst[f"{case} combined"].append(model.combined(runs, QUOTA))
-            long, short = model.simulate(CASES["staggered"], quota=QUOTA, seed=seed)
-            assert long["rows"] == long["ids"] and short["rows"] == short["ids"], "ids lost"
-            freed = short["end"]
-            worst["pickup s"].append(model.seconds_to_take_up(long, freed, QUOTA))
-            taken = 100 * sum(1 for t in long["accepted"] if freed < t <= freed + 4)
-            worst["survivor's next 4 s"].append(taken / (4 * QUOTA))
+                got = score(rule, case, seed)  # asserts that no id was lost
+                worst[f"{case} 429s"].append(got["throttled"])
+                worst[f"{case} lowest share"].append(got["lowest share"])
+                worst[f"{case} combined"].append(got["combined"])
+            got = score(rule, "staggered", seed)
+            worst["pickup s"].append(got["pickup"])
+            worst["survivor's next 4 s"].append(got["held"])
     finally:
-        model.AdaptiveRateLimiter = original
+        model.AdaptiveRateLimiter = original  # score() sets it for simulate()
     out = {name: (min(got) if TARGETS[name][1] else max(got)) for name, got in worst.items()}
     out["4x 429s median"] = statistics.median(worst["4x 429s"])
     return out

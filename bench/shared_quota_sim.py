@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import test_ratelimit as model  # noqa: E402  (the suite's simulation: simulate, fair_shares, ...)
+from shared_quota import held  # noqa: E402  (the bench's: simulated runs have its "end" and "accepted")
 
 from airflow_provider_vikingdb.ratelimit import AdaptiveRateLimiter  # noqa: E402
 
@@ -243,6 +244,7 @@ def score(rule: type[AdaptiveRateLimiter], case: str, seed: int, burst: float = 
     if case == "staggered":
         long, short = runs
         out["pickup"] = model.seconds_to_take_up(long, short["end"], QUOTA)
+        out["held"] = held(runs, QUOTA) or 0.0
     return out
 
 
