@@ -10,7 +10,11 @@ Rules a batched call keeps, whatever happens:
 - what happened is said three ways, wherever it is reported: acknowledged; outcome unknown
   (the batch was sent and its answer was lost, timed out or abandoned: the service may have
   applied it; ``VikingDBError.maybe_applied``); not done (refused, or never sent);
-- what was done is one byte per batch: nothing holds a second copy of the ids.
+- what was done is one byte per batch: nothing holds a second copy of the ids;
+- workers send every batch and write its receipt line; the caller's thread only waits, so an
+  interruption (raised in that thread) never comes between a batch's answer and its record;
+- a callback that raises (the receipt cannot be written) stops the call like an interruption,
+  and its error goes on up.
 
 Pure threading, no HTTP: ``send(batch, cancel)`` is the hook's.
 """
@@ -27,6 +31,7 @@ from airflow_provider_vikingdb.deadline import Cancel
 from airflow_provider_vikingdb.exceptions import (
     VikingDBBatchError,
     VikingDBError,
+    VikingDBInterruptedError,
     next_step,
     outcome_text,
     stopping_cause,
@@ -102,12 +107,13 @@ def run_batches(
 ) -> BatchResult:
     """Send ``items`` in batches with up to ``concurrency`` requests in flight.
 
-    Each worker (the calling thread is one) takes the next batch, sends it (retries
-    included) and comes back for another. ``send(batch, cancel)`` returns the envelope
-    or raises ``VikingDBError``; ``on_batch(batch, envelope)`` runs (under the lock) for
-    each acknowledged batch. Raises ``VikingDBBatchError`` when a batch failed for good.
-    When the call stops (a failure or an interruption), ``on_unknown(batch, error)`` runs
-    for each batch whose outcome is unknown, before the error goes on up.
+    Each worker thread takes the next batch, sends it (retries included) and comes back for
+    another; the calling thread waits for them and logs the progress. ``send(batch, cancel)``
+    returns the envelope or raises ``VikingDBError``; ``on_batch(batch, envelope)`` runs (in
+    the worker, under the lock) for each acknowledged batch. Raises ``VikingDBBatchError`` when
+    a batch failed for good. When the call stops (a failure, an interruption, or an
+    ``on_batch`` that raised), ``on_unknown(batch, error)`` runs for each batch whose outcome
+    is unknown, before the error goes on up.
     """
     total = -(-len(items) // batch_size)
     if result is None:
@@ -120,11 +126,11 @@ def run_batches(
     source = enumerate(batched(items, batch_size))
     done = bytearray(total)  # done[n]: batch n + 1 is _NEW, _DONE or _TAKEN
     failed: dict[int, VikingDBError] = {}
+    #: what broke a worker other than a VikingDBError (a callback that raised: the receipt
+    #: could not be written): the call stops and it goes up
+    broken: list[BaseException] = []
     cancel = Cancel()
     started = time.monotonic()
-    last_report = [started]
-    caller = threading.current_thread()
-
     reported = [False]  # the interrupted call has said what it did: nothing may change that now
 
     def one(number: int, batch: Sequence[Any]) -> bool:
@@ -141,8 +147,9 @@ def run_batches(
                 # Answered after the interrupted call reported this batch as outcome unknown (and
                 # its receipt was closed): it stays that, so the report and the receipt agree.
                 return False
-            # The receipt line first: an interrupt that lands in between leaves the batch taken,
-            # so it is reported as unknown, never as acknowledged without its line.
+            # The receipt line, then the count, in one step under the lock: the interrupted
+            # call's report (which takes the lock) sees both or neither. A callback that raises
+            # leaves the batch taken: reported as outcome unknown.
             if on_batch is not None:
                 on_batch(batch, envelope)
             done[number] = _DONE
@@ -151,71 +158,105 @@ def run_batches(
             result.request_ids.append(envelope.get("request_id") or "")
         return True
 
-    def work() -> None:
-        while not cancel.is_set():
-            with lock:
-                if failed:
+    def work(first: bool, ended: threading.Event) -> None:
+        try:
+            if cancel.is_set():  # interrupted while this thread was being started
+                return
+            if first:
+                one(*next(source))
+                return
+            while not cancel.is_set():
+                with lock:
+                    if failed or broken:
+                        return
+                    number, batch = next(source, (None, None))
+                if batch is None or number is None or not one(number, batch):
                     return
-                number, batch = next(source, (None, None))
-            if batch is None or number is None:
-                return
-            if not one(number, batch):
-                return
-            if threading.current_thread() is caller and time.monotonic() - last_report[0] >= REPORT_EVERY:
-                last_report[0] = time.monotonic()
-                report(log, action, result, started)
-                if on_progress:
-                    on_progress(result)
+        except BaseException as exc:  # not the service's answer: a callback (or a bug) broke
+            with lock:
+                broken.append(exc)
+            cancel.set()
+        finally:
+            ended.set()
 
-    helpers: list[threading.Thread] = []
-    finished = False
+    # Every batch is sent, and its receipt line written, by a worker thread; this (the caller's)
+    # thread only waits. Airflow's execution timeout and SIGTERM raise in this thread, between
+    # any two bytecodes: here they can only land in the wait, never between a batch's answer and
+    # its record. (The caller used to send batches too, and a signal there split the two.)
+    # It waits on each worker's own Event, not on Thread.join: CPython 3.11's join, interrupted
+    # by a signal handler's exception, marks the thread it waited for as stopped while it runs
+    # on, and a later join returns at once (so the report came before the worker had stopped).
+    threads: list[tuple[threading.Thread, threading.Event]] = []
+
+    def start(count: int, first: bool = False) -> None:
+        for _ in range(count):
+            ended = threading.Event()
+            thread = threading.Thread(
+                target=work, args=(first, ended), name=f"vikingdb-{action}-{len(threads)}", daemon=True
+            )
+            threads.append((thread, ended))
+            thread.start()
+
+    def wait() -> None:
+        last_report = time.monotonic()
+        for _, ended in threads:
+            while not ended.wait(max(last_report + REPORT_EVERY - time.monotonic(), 0.01)):
+                if time.monotonic() - last_report >= REPORT_EVERY:
+                    last_report = time.monotonic()
+                    report(log, action, result, started)
+                    if on_progress:
+                        on_progress(result)
+
     try:
         # The first batch goes alone: if it is refused, nothing else was sent.
-        first_number, first_batch = next(source)
-        if one(first_number, first_batch) and total > 1:
-            helpers = [
-                threading.Thread(target=work, name=f"vikingdb-{action}-{n}", daemon=True)
-                for n in range(1, min(concurrency, total))
-            ]
-            for helper in helpers:
-                helper.start()
-            work()
-            for helper in helpers:  # in the try: an interrupt while joining is still reported
-                helper.join()
-        finished = True
-    finally:
-        if not finished:
-            # Interrupted (an exception from outside: Airflow's timeout, SIGTERM): stop
-            # everything, wait briefly for the workers, say what was and was not done.
-            cancel.set()
-            deadline = time.monotonic() + INTERRUPT_GRACE
-            for helper in helpers:
-                if helper.ident is not None:  # started (the interrupt may come while starting them)
-                    helper.join(max(deadline - time.monotonic(), 0))
-            with lock:
-                reported[0] = True
-                # Taken and not ended: in flight when interrupted (the caller's own batch, a
-                # worker still stopping), so it may have been applied.
-                unknown = {n for n in range(total) if done[n] == _TAKEN and n + 1 not in failed}
-                unknown |= _lost(failed)
-                outcomes = split_outcomes(items, batch_size, done, unknown, keys)
-                tell_unknown(items, batch_size, unknown, failed, on_unknown, log)
-            log.error(
-                "VikingDB %s on %s interrupted: %s Nothing more will be sent. %s",
+        start(1, first=True)
+        wait()
+        if done[0] == _DONE and total > 1:
+            start(min(concurrency, total - 1))
+            wait()
+        if broken:
+            raise broken[0]
+    except BaseException as stop:
+        # Interrupted (Airflow's timeout, SIGTERM), or a callback broke: stop everything, wait
+        # briefly for the workers, say what was and was not done, and let it go on up.
+        cancel.set()
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        for thread, ended in threads:
+            if thread.ident is not None:  # started (the interrupt may come while starting them)
+                ended.wait(max(deadline - time.monotonic(), 0))
+        with lock:
+            reported[0] = True
+            # Taken and not ended: in flight when interrupted (a worker still stopping), so it
+            # may have been applied.
+            unknown = {n for n in range(total) if done[n] == _TAKEN and n + 1 not in failed}
+            unknown |= _lost(failed)
+            outcomes = split_outcomes(items, batch_size, done, unknown, keys)
+            # A batch the interruption cut off in flight is told with no error (None), as the
+            # callback's contract says: "in flight when interrupted".
+            errors = {n: e for n, e in failed.items() if not isinstance(e, VikingDBInterruptedError)}
+            tell_unknown(items, batch_size, unknown, errors, on_unknown, log)
+        interrupted = not isinstance(stop, Exception)
+        log.error(
+            "VikingDB %s on %s %s: %s Nothing more will be sent. %s",
+            action,
+            target,
+            "interrupted" if interrupted else f"stopped by {type(stop).__name__}",
+            outcome_text(
                 action,
-                target,
-                outcome_text(
-                    action,
-                    done=len(outcomes[0]),
-                    requested=len(items),
-                    batches=result.batches,
-                    batches_total=total,
-                    unknown=outcomes[1],
-                    not_done=outcomes[2],
-                    unknown_why="in flight when interrupted: the service may have applied them",
+                done=len(outcomes[0]),
+                requested=len(items),
+                batches=result.batches,
+                batches_total=total,
+                unknown=outcomes[1],
+                not_done=outcomes[2],
+                unknown_why=(
+                    f"in flight when {'interrupted' if interrupted else 'stopped'}: "
+                    "the service may have applied them"
                 ),
-                next_step(action, retry_helps=True),
-            )
+            ),
+            next_step(action, retry_helps=True),
+        )
+        raise
 
     if failed:
         unknown = _lost(failed)

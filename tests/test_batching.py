@@ -1,18 +1,45 @@
-"""The batch pool's report when the task is interrupted: what it says stays true afterwards."""
+"""The batch pool's report when the task is interrupted: what it says stays true afterwards.
+
+Airflow's execution timeout and SIGTERM reach a task as a signal whose handler raises in the
+main thread; these tests interrupt the pool the same way, from a worker, at chosen moments.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 
 import pytest
 
 from airflow_provider_vikingdb import batching
 from airflow_provider_vikingdb.batching import run_batches
+from airflow_provider_vikingdb.exceptions import VikingDBInterruptedError
 
 
 class Stopped(BaseException):
-    """Stands for AirflowTaskTerminated / the execution timeout: raised in the calling thread."""
+    """Stands for AirflowTaskTerminated / the execution timeout: raised in the main thread."""
+
+
+@pytest.fixture
+def interrupt():
+    """``interrupt()``: from any thread, make the main thread raise ``Stopped`` (as a signal
+    handler does); returns an Event set once the handler has run."""
+    handled = threading.Event()
+
+    def handler(signum, frame):
+        handled.set()
+        raise Stopped
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+
+    def fire() -> threading.Event:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return handled
+
+    yield fire
+    signal.signal(signal.SIGUSR1, previous)
 
 
 def run_pool(send, **kwargs):
@@ -23,23 +50,28 @@ def run_pool(send, **kwargs):
     )
 
 
-def test_a_batch_answered_after_the_interrupt_report_stays_unknown_and_gets_no_receipt_line(monkeypatch):
+def join_workers() -> None:
+    for thread in threading.enumerate():
+        if thread.name.startswith("vikingdb-delete-"):
+            thread.join(10)
+
+
+def test_a_batch_answered_after_the_interrupt_report_stays_unknown_and_gets_no_receipt_line(
+    monkeypatch, interrupt
+):
     # A worker's answer that comes back after the interrupted call has reported (and its receipt
     # was closed) must not turn into an acknowledged batch: the receipt would name its ids twice,
     # or be written to after it was closed.
     monkeypatch.setattr(batching, "INTERRUPT_GRACE", 0.1)
-    caller = threading.current_thread()
-    worker_sending, release = threading.Event(), threading.Event()
+    both_sending, release = threading.Barrier(2), threading.Event()
     acknowledged, unknown = [], []
 
     def send(batch, cancel):
         number = batch[0] // 10 + 1
         if number == 1:
             return {"request_id": "r1"}
-        if threading.current_thread() is caller:
-            assert worker_sending.wait(10)
-            raise Stopped  # the task is stopped while both batches are in flight
-        worker_sending.set()
+        if both_sending.wait(10) == 0:
+            interrupt()  # the task is stopped while batches 2 and 3 are in flight
         assert release.wait(10)  # answered only once the report is made
         return {"request_id": f"r{number}"}
 
@@ -51,29 +83,71 @@ def test_a_batch_answered_after_the_interrupt_report_stays_unknown_and_gets_no_r
         )
     reported = (sorted(map(tuple, acknowledged)), sorted(map(tuple, unknown)))
     release.set()
-    for thread in threading.enumerate():
-        if thread.name.startswith("vikingdb-delete-"):
-            thread.join(10)
+    join_workers()
     # batch 1 acknowledged; 2 and 3 in flight when stopped: unknown, and nothing changed after
     assert acknowledged == [list(range(10))]
     assert sorted(unknown) == [list(range(10, 20)), list(range(20, 30))]
     assert (sorted(map(tuple, acknowledged)), sorted(map(tuple, unknown))) == reported
 
 
-def test_an_interrupt_inside_the_receipt_write_reports_the_batch_as_unknown_not_acknowledged():
-    # The receipt line is written before the batch counts as acknowledged: stopped in between,
-    # the batch is reported as outcome unknown, never as acknowledged without its line.
-    told_unknown = []
+def test_an_interrupt_during_the_receipt_write_waits_for_it_and_reports_that_batch_acknowledged(
+    interrupt, caplog
+):
+    # The signal lands while batch 2's receipt line is being written. The interruption cannot
+    # split the line from the count (the CI once saw a receipt with 300 ids acknowledged and a
+    # log saying 200): the report waits for the write, and both say batch 2 was done.
+    lines, told_unknown, cancels = [], [], []
+
+    def send(batch, cancel):
+        cancels.append(cancel)
+        return {"request_id": f"r{batch[0]}"}
 
     def on_batch(batch, envelope):
         if batch[0] == 10:
-            raise Stopped  # the signal lands while the receipt writes batch 2's line
+            assert interrupt().wait(10)  # the main thread is now in its except block...
+            assert cancels[-1].wait(10)  # ...and has cancelled: no batch 3
+        lines.append(list(batch))
 
-    with pytest.raises(Stopped):
+    with pytest.raises(Stopped), caplog.at_level(logging.INFO, logger="test"):
+        run_pool(send, concurrency=1, on_batch=on_batch, on_unknown=lambda b, e: told_unknown.append(list(b)))
+    join_workers()
+    assert lines == [list(range(10)), list(range(10, 20))]
+    assert told_unknown == []
+    assert "interrupted: 20 of 30 ids acknowledged in 2 of 3 batches; outcome unknown: 0 ids" in caplog.text
+    assert "not deleted (refused, or never sent): 10 ids (first: 20," in caplog.text
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_callback_that_breaks_in_a_worker_stops_the_call_and_its_error_goes_up(concurrency, caplog):
+    # The receipt cannot be written for batch 2 (the disk is full): the call must not go on as if
+    # it had been, nor end as a success. Batch 2 was applied without its line: outcome unknown.
+    lines, told_unknown = [], []
+    batch_3_sent = threading.Event()
+
+    def send(batch, cancel):
+        if batch[0] >= 20:  # batch 3 (with 3 workers, in flight beside batch 2) is abandoned
+            batch_3_sent.set()
+            assert cancel.wait(10)
+            raise VikingDBInterruptedError(in_flight=True)
+        if batch[0] == 10 and concurrency == 3:
+            assert batch_3_sent.wait(10)
+        return {"request_id": "r"}
+
+    def on_batch(batch, envelope):
+        if batch[0] == 10:
+            raise OSError(28, "No space left on device")
+        lines.append(list(batch))
+
+    with pytest.raises(OSError, match="No space left"), caplog.at_level(logging.INFO, logger="test"):
         run_pool(
-            lambda batch, cancel: {"request_id": "r"},
-            concurrency=1,
+            send,
+            concurrency=concurrency,
             on_batch=on_batch,
             on_unknown=lambda batch, error: told_unknown.append(list(batch)),
         )
-    assert told_unknown == [list(range(10, 20))]
+    join_workers()
+    assert lines == [list(range(10))]
+    # batch 2 applied without its line, and (3 workers) batch 3 abandoned in flight: both unknown
+    assert told_unknown == [list(range(10, 20))] + ([list(range(20, 30))] if concurrency == 3 else [])
+    assert "stopped by OSError: 10 of 30 ids acknowledged in 1 of 3 batches" in caplog.text
+    assert "success" not in caplog.text.lower()

@@ -20,6 +20,7 @@ import pytest
 
 from airflow_provider_vikingdb.batching import INTERRUPT_GRACE
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, FETCH_IN_INDEX_PATH, UPSERT_PATH
+from airflow_provider_vikingdb.local.faults import full_path
 from airflow_provider_vikingdb.receipts import read_receipt
 from tests.e2e.conftest import run_dag
 
@@ -43,8 +44,10 @@ class SigtermAfter:
     as Airflow's supervisor does to a task that was cleared: only while Airflow's handler is
     installed (never the default action, which would end the test session)."""
 
-    def __init__(self, server, path: str, answers: int = 3) -> None:
-        self.server, self.path, self.answers = server, path, answers
+    def __init__(self, server, path: str, answers: int = 3, *, in_flight: bool = False) -> None:
+        """``in_flight``: then also wait for the next request on ``path`` to reach the server,
+        which holds it 2 s: the signal comes while that request is in flight for sure."""
+        self.server, self.path, self.answers, self.in_flight = server, path, answers, in_flight
         self.sent_at: float | None = None
         self.problem: str | None = None
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -55,6 +58,9 @@ class SigtermAfter:
         while time.time() < deadline:
             acknowledged = [r for r in self.server.requests if r.path == self.path and r.status == 200]
             if len(acknowledged) >= self.answers:
+                if self.in_flight and not self._next_arrived(deadline):
+                    self.problem = "no request followed"
+                    return
                 handler = signal.getsignal(signal.SIGTERM)
                 if handler in (signal.SIG_DFL, signal.SIG_IGN, None):
                     self.problem = f"Airflow's SIGTERM handler is not installed ({handler!r}): not sent"
@@ -64,6 +70,13 @@ class SigtermAfter:
                 return
             time.sleep(0.01)
         self.problem = "the task never got that far"
+
+    def _next_arrived(self, deadline: float) -> bool:
+        self.server.stall_next(self.path, seconds=2)
+        (stall,) = self.server.faults.queues[full_path(self.path)]
+        while stall.remaining and time.time() < deadline:
+            time.sleep(0.002)
+        return not stall.remaining
 
     def check(self) -> float:
         self._thread.join(5)
@@ -181,12 +194,13 @@ def test_sigterm_during_a_delete_by_filter_leaves_a_receipt_that_names_every_id_
 ):
     # docs/operators.md, Deletion receipts: the batch in flight when the task was stopped is an
     # "unknown" line, and the final counts split what matched three ways. One request at a time,
-    # pages of 300: the signal comes mid-page 2, once its first batch is acknowledged.
+    # pages of 300: the signal comes mid-page 2, once its first batch is acknowledged and the next
+    # request has reached the server (which holds it 2 s: it is in flight for sure).
     old = [{"id": f"o{n:04d}", "created_at": 1_000_000 + n} for n in range(1000)]
     young = [{"id": f"y{n:04d}", "created_at": 4_000_000_000} for n in range(100)]  # the year 2096
     retention.load("events", old + young)
     receipt = f"file://{tmp_path}/retention.jsonl"
-    kill = SigtermAfter(retention, DELETE_PATH, answers=4)
+    kill = SigtermAfter(retention, DELETE_PATH, answers=4, in_flight=True)
     result = run_dag("e2e_filter_retention_receipt", conf={"receipt": receipt})
     sent_at = kill.check()
     assert result.tasks["delete"] == "failed", result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import threading
@@ -442,6 +443,41 @@ def test_an_interrupt_stops_every_batch_at_once_and_says_what_was_done(server, c
     assert len(deletes(server)) <= 3
     assert all(r.time <= interrupted_at for r in deletes(server))
     assert not [t for t in threading.enumerate() if t.name.startswith("vikingdb-delete")]
+
+
+def test_a_batch_waiting_for_the_rate_limiter_when_interrupted_was_never_sent(server, caplog, capfd):
+    # 50 rows/s: batch 2 waits 2 s for the limiter after batch 1. Interrupted in that wait, it
+    # was never sent: "not deleted", not "outcome unknown" (which would ask a rollback or an
+    # audit to treat those ids as maybe deleted).
+    ids = load(server, 300)
+    hook = VikingDBHook(max_concurrency=1, rows_per_second=50)
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    def after_batch_1():
+        deadline = time.monotonic() + 10
+        while not any(r.status == 200 for r in deletes(server)) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGALRM)
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    watcher = threading.Thread(target=after_batch_1, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(Interrupted):
+            hook.delete(ids, collection_name="test_coll")
+    finally:
+        watcher.join(10)
+        signal.signal(signal.SIGALRM, previous)
+    out, err = capfd.readouterr()
+    line = next(text for text in "\n".join([caplog.text, out, err]).splitlines() if "interrupted:" in text)
+    assert "100 of 300 ids acknowledged in 1 of 3 batches; outcome unknown: 0 ids;" in line
+    assert "not deleted (refused, or never sent): 200 ids (first: 'r100'" in line
+    time.sleep(2.5)  # when batch 2 would have gone
+    assert len(deletes(server)) == 1 and len(server.records("test_coll")) == 200
+    hook.close()
 
 
 # ---------------------------------------------------------------- secrets in errors
