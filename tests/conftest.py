@@ -5,6 +5,7 @@ DAGs and the end-to-end test DAGs are each a bundle. Set before anything imports
 airflow (this package's pytest11 plugin imports nothing heavy at module level).
 """
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -33,6 +34,8 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 #: what the next opens of the ``flaky_store`` raise, one each (module-level: fsspec and the path
 #: classes cache the filesystem class and its instances across tests)
 _STORE_FAILURES: list[BaseException] = []
+#: ``[n]``: a file opened for writing takes n writes, then each raises ENOSPC (the store is full)
+_STORE_WRITES: list[int] = []
 FLAKY_BUCKET = "/flaky-bucket"
 
 
@@ -40,7 +43,7 @@ FLAKY_BUCKET = "/flaky-bucket"
 def flaky_store():
     """An object store (fsspec's in-memory one, as ``flaky://``; put receipts in ``flaky://flaky-bucket/``)
     whose next opens raise what a test sets: ``store.failures = [ConnectionError("reset"), ...]``,
-    one per open, then it works."""
+    one per open, then it works; with ``store.full_after = n``, a file takes n writes, then is full."""
     import warnings
 
     import fsspec
@@ -58,10 +61,29 @@ def flaky_store():
         def failures(self, value: list[BaseException]) -> None:
             _STORE_FAILURES[:] = value
 
+        @property
+        def full_after(self) -> int | None:
+            return _STORE_WRITES[0] if _STORE_WRITES else None
+
+        @full_after.setter
+        def full_after(self, writes: int | None) -> None:
+            _STORE_WRITES[:] = [] if writes is None else [writes]
+
         def _open(self, path, mode="rb", **kwargs):
             if _STORE_FAILURES:
                 raise _STORE_FAILURES.pop(0)
-            return super()._open(path, mode, **kwargs)
+            opened = super()._open(path, mode, **kwargs)
+            if _STORE_WRITES and "r" not in mode:
+                left, write = [_STORE_WRITES[0]], opened.write
+
+                def limited(data):
+                    if left[0] <= 0:
+                        raise OSError(errno.ENOSPC, "No space left on device")
+                    left[0] -= 1
+                    return write(data)
+
+                opened.write = limited
+            return opened
 
         def receipts(self) -> list[str]:
             """The files written under the test bucket, wherever the path class put them."""
@@ -75,5 +97,6 @@ def flaky_store():
         attach("flaky", fs=store)
     yield store
     _STORE_FAILURES.clear()
+    _STORE_WRITES.clear()
     for path in store.receipts():  # the in-memory store is one per process: leave no trace
         store.store.pop(path, None)

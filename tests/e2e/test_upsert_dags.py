@@ -290,6 +290,31 @@ def test_del_all_receipt(server, tmp_path):
     assert final["outcome"] == "success" and final["counts"]["del_all"] is True
 
 
+def test_a_receipt_store_that_fills_up_mid_delete_stops_it_and_says_what_was_done(server, flaky_store, capfd):
+    # The receipt takes two lines, then the store is full. Every batch after the first is sent by
+    # one of four workers: the one whose line cannot be written stops them all, the task fails
+    # with the store's error, and the log splits the ids three ways (that batch was applied
+    # without its line: outcome unknown). It is never a success.
+    ids = [f"x{n:03d}" for n in range(600)]
+    server.load("test_coll", [{"id": i} for i in ids])
+    flaky_store.full_after = 2
+    result = run_dag("e2e_delete_receipt", conf={"ids": ids, "receipt": "flaky://flaky-bucket/full.jsonl"})
+    assert result.tasks["delete"] == "failed", result
+    out = capfd.readouterr()
+    text = out.out + out.err
+    found = re.search(
+        r"delete on collection 'test_coll' stopped by OSError: (\d+) of 600 ids acknowledged in (\d+) of 6 "
+        r"batches; outcome unknown: (\d+) ids",
+        text,
+    )
+    assert found, text[-3000:]
+    acknowledged, batches, unknown = map(int, found.groups())
+    assert (acknowledged, batches) == (200, 2) and unknown >= 100  # the batch whose line failed
+    assert "No space left on device" in text
+    # whatever was deleted is named by the log: acknowledged, or outcome unknown
+    assert len(ids) - len(server.records("test_coll")) <= acknowledged + unknown
+
+
 def test_a_receipt_that_cannot_be_written_fails_before_anything_is_deleted(server, tmp_path, capfd):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
