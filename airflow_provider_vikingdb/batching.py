@@ -34,6 +34,7 @@ from airflow_provider_vikingdb.exceptions import (
     VikingDBInterruptedError,
     next_step,
     outcome_text,
+    plural,
     stopping_cause,
 )
 from airflow_provider_vikingdb.ids import batched
@@ -131,6 +132,8 @@ def run_batches(
     broken: list[BaseException] = []
     cancel = Cancel()
     started = time.monotonic()
+    #: what ``result`` held before this call (a streamed upsert runs one call per chunk)
+    earlier_ids, earlier_batches = result.ids_done, result.batches
     reported = [False]  # the interrupted call has said what it did: nothing may change that now
 
     def one(number: int, batch: Sequence[Any]) -> bool:
@@ -245,7 +248,7 @@ def run_batches(
                 action,
                 done=len(outcomes[0]),
                 requested=len(items),
-                batches=result.batches,
+                batches=done.count(_DONE),
                 batches_total=total,
                 unknown=outcomes[1],
                 not_done=outcomes[2],
@@ -253,6 +256,12 @@ def run_batches(
                     f"in flight when {'interrupted' if interrupted else 'stopped'}: "
                     "the service may have applied them"
                 ),
+            )
+            + (
+                f" Before these {plural(len(items), 'id')}, {plural(earlier_ids, 'id')} "
+                f"{'was' if earlier_ids == 1 else 'were'} acknowledged in {plural(earlier_batches, 'batch')}."
+                if earlier_batches
+                else ""
             ),
             next_step(action, retry_helps=True),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 
 import pytest
 
@@ -231,6 +232,57 @@ def test_an_interrupted_load_pushes_the_batch_in_flight_too(server):
         signal.signal(signal.SIGALRM, previous)
     # batch 1 acknowledged, batch 2 in flight (the server may apply it yet), batch 3 never sent
     assert info.value.pushed["written_ids"] == [f"d{n}" for n in range(200)]
+
+
+def test_a_streamed_load_interrupted_in_its_second_chunk_says_what_each_chunk_did(
+    server, tmp_path, caplog, capfd
+):
+    # records_path is streamed in chunks (batch_size 10 x 16 x 1 worker = 160 rows), one batch
+    # pool per chunk sharing one summary. SIGALRM (as Airflow's timeout) lands while the second
+    # chunk's first batch is in flight. Its line must not count the first chunk's 16 batches as
+    # this chunk's ("0 of 40 ids acknowledged in 16 of 4 batches"), and must say what the first
+    # chunk wrote, as the written_ids line does.
+    import os
+    import signal
+
+    from airflow_provider_vikingdb.local.faults import full_path
+
+    class Interrupted(BaseException):
+        pass
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"id": n}) + "\n" for n in range(1, 201)))
+    server.stall_next(UPSERT_PATH, seconds=30, after=16)  # batch 17 is sent and never answered
+    (stall,) = server.faults.queues[full_path(UPSERT_PATH)]
+    op = VikingDBUpsertOperator(
+        task_id="load", collection_name="nums", records_path=str(path), batch_size=10, max_concurrency=1
+    )
+
+    def interrupt(signum, frame):
+        raise Interrupted
+
+    def when_batch_17_arrives():
+        deadline = time.monotonic() + 20
+        while stall.remaining and time.monotonic() < deadline:
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGALRM)
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    watcher = threading.Thread(target=when_batch_17_arrives, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(Interrupted) as info:
+            run(op)
+    finally:
+        watcher.join(25)
+        signal.signal(signal.SIGALRM, previous)
+    assert info.value.pushed["written_ids"] == list(range(1, 171))  # 160 acknowledged, 10 maybe
+    out, err = capfd.readouterr()
+    line = next(t for t in "\n".join([caplog.text, out, err]).splitlines() if "interrupted:" in t)
+    assert "interrupted: 0 of 40 ids acknowledged in 0 of 4 batches;" in line
+    assert "outcome unknown: 10 ids (first: 161," in line
+    assert "not written (refused, or never sent): 30 ids (first: 171," in line
+    assert "Before these 40 ids, 160 ids were acknowledged in 16 batches." in line
 
 
 def test_records_path_is_checked_whole_then_streamed(server, tmp_path):
