@@ -222,11 +222,23 @@ def run_batches(
     except BaseException as stop:
         # Interrupted (Airflow's timeout, SIGTERM), or a callback broke: stop everything, wait
         # briefly for the workers, say what was and was not done, and let it go on up.
-        cancel.set()
-        deadline = time.monotonic() + INTERRUPT_GRACE
-        for thread, ended in threads:
-            if thread.ident is not None:  # started (the interrupt may come while starting them)
-                ended.wait(max(deadline - time.monotonic(), 0))
+        try:
+            cancel.set()
+            deadline = time.monotonic() + INTERRUPT_GRACE
+            for thread, ended in threads:
+                if thread.ident is not None:  # started (the interrupt may come while starting them)
+                    ended.wait(max(deadline - time.monotonic(), 0))
+        except BaseException as again:
+            # Interrupted again while waiting (the execution timeout just after a SIGTERM): the
+            # report is still due, and without it a worker would record a late answer after the
+            # call has raised. Stop waiting; what is still in flight is outcome unknown.
+            cancel.set()
+            log.warning(
+                "VikingDB %s on %s: interrupted again (%s) while its workers stop: reporting now",
+                action,
+                target,
+                type(again).__name__,
+            )
         with lock:
             reported[0] = True
             # Taken and not ended: in flight when interrupted (a worker still stopping), so it

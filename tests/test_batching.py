@@ -151,3 +151,38 @@ def test_a_callback_that_breaks_in_a_worker_stops_the_call_and_its_error_goes_up
     assert told_unknown == [list(range(10, 20))] + ([list(range(20, 30))] if concurrency == 3 else [])
     assert "stopped by OSError: 10 of 30 ids acknowledged in 1 of 3 batches" in caplog.text
     assert "success" not in caplog.text.lower()
+
+
+def test_a_second_interrupt_while_the_call_waits_for_its_workers_still_gets_the_report(interrupt, caplog):
+    # SIGTERM stops the task and its execution timeout fires a moment later, while the call waits
+    # (up to INTERRUPT_GRACE) for its workers: the report must still be made, and batch 2, in
+    # flight, must stay outcome unknown. Else nothing says what was done, on_unknown never hears
+    # of batch 2 (a receipt calls it not deleted, an upsert's written_ids leaves it out), and its
+    # answer, coming after the call has raised, is recorded as acknowledged (a receipt line after
+    # the receipt was closed).
+    release = threading.Event()
+    acknowledged, unknown = [], []
+
+    def send(batch, cancel):
+        if batch[0] == 0:
+            return {"request_id": "r1"}
+        handled = interrupt()  # SIGTERM while batch 2 is in flight
+        assert handled.wait(10)
+        assert cancel.wait(10)  # the call is in its except block, waiting for this worker
+        handled.clear()
+        assert interrupt().wait(10)  # the execution timeout
+        assert release.wait(10)  # answered only once the call has raised
+        return {"request_id": "r2"}
+
+    with pytest.raises(Stopped), caplog.at_level(logging.INFO, logger="test"):
+        run_pool(
+            send,
+            concurrency=1,
+            on_batch=lambda batch, envelope: acknowledged.append(list(batch)),
+            on_unknown=lambda batch, error: unknown.append(list(batch)),
+        )
+    release.set()
+    join_workers()
+    assert acknowledged == [list(range(10))]
+    assert unknown == [list(range(10, 20))]
+    assert "interrupted: 10 of 30 ids acknowledged in 1 of 3 batches; outcome unknown: 10 ids" in caplog.text
