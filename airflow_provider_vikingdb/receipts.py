@@ -210,9 +210,12 @@ class Receipt:
         id_list = list(ids)
         line = {"kind": "batch", "target": self.target, "ids": id_list, "request_id": request_id}
         with self._lock:
+            # Counted once written: a line that cannot be written (a full store) leaves the batch
+            # to the caller, which reports it as outcome unknown; counting it deleted too would
+            # make the final counts add up to more than was asked.
+            self._write({**line, "time": _now()})
             self.ids_deleted += len(id_list)
             self.batches += 1
-            self._write({**line, "time": _now()})
 
     def on_batch(self, ids: Sequence[str | int], envelope: Mapping[str, Any]) -> None:
         """``batch`` in the shape of the hook's ``on_batch(batch, envelope)`` callback."""
@@ -231,7 +234,7 @@ class Receipt:
             else "in flight when interrupted",
         }
         with self._lock:
-            self.ids_unknown += len(id_list)
+            self.ids_unknown += len(id_list)  # counted even if the line fails: the final line says so
             self._write({**line, "time": _now()})
 
     #: ``unknown`` already has the shape of the hook's ``on_unknown(batch, error)`` callback; the

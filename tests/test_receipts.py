@@ -192,3 +192,43 @@ def test_a_store_that_cannot_be_reached_is_worth_another_try_a_refusal_is_not(
         str(info.value),
     )
     assert flaky_store.receipts() == []
+
+
+def test_a_batch_line_that_cannot_be_written_is_not_counted_deleted(tmp_path):
+    # The store is full for one write: batch 2's line fails, so the batch pool reports that batch
+    # as outcome unknown (it was applied, its line is missing). The final counts must add up: it
+    # is unknown, not deleted as well.
+    path = tmp_path / "r.jsonl"
+    real = path.open("a", encoding="utf-8")
+
+    class FullOnce:
+        writes = 0
+
+        def write(self, text):
+            FullOnce.writes += 1
+            if FullOnce.writes == 2:
+                raise OSError(28, "No space left on device")
+            return real.write(text)
+
+        def flush(self):
+            real.flush()
+
+        def close(self):
+            real.close()
+
+    with pytest.raises(OSError), Receipt(FullOnce(), uri=str(path), target="t", requested=6) as r:
+        r.batch(["a", "b"], "req-1")
+        try:
+            r.batch(["c", "d"], "req-2")
+        except OSError:
+            r.unknown(["c", "d"])  # as the batch pool does for that batch
+            raise
+    final = lines(path)[-1]
+    assert [line["kind"] for line in lines(path)] == ["batch", "unknown", "final"]
+    assert final["counts"] == {
+        "ids_deleted": 2,
+        "batches": 1,
+        "ids_requested": 6,
+        "ids_unknown": 2,
+        "ids_not_deleted": 2,
+    }
