@@ -470,8 +470,9 @@ class FilterDelete:
         except VikingDBError:
             raise
         except BaseException as exc:
-            # Interrupted from outside (Airflow's execution timeout, SIGTERM): the batch pool has
-            # said what the page in progress did; this says where the whole delete stood.
+            # Interrupted from outside (Airflow's execution timeout, SIGTERM), or stopped by a
+            # callback's error (a receipt that can no longer be written): the batch pool has said
+            # what the page in progress did; this says where the whole delete stood.
             self.log.error("%s", self._interrupted(exc))
             raise
 
@@ -486,8 +487,9 @@ class FilterDelete:
         done = self._deleted()
         if self._phase.startswith("deleting"):
             done += " in the pages before it (the line above says what was acknowledged of this one)"
+        how = "stopped" if isinstance(exc, Exception) else "interrupted"  # an error, or a timeout/kill
         return (
-            f"Delete by filter of {result.target} interrupted ({type(exc).__name__}) while "
+            f"Delete by filter of {result.target} {how} ({type(exc).__name__}) while "
             f"{self._phase}: {done}. Deletes are idempotent: a re-run of this run (the same cutoff) "
             "deletes what is left and verifies it."
         )

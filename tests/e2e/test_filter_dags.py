@@ -132,6 +132,37 @@ def test_a_retention_run_whose_delete_answer_was_lost_records_those_ids_as_unkno
     assert refused + not_reached == final["counts"]["ids_not_deleted"]  # the receipt's number
 
 
+def test_a_retention_run_whose_receipt_store_fills_up_stops_and_says_where_it_stood(
+    server, flaky_store, capfd
+):
+    # The receipt takes 4 lines (page 1's three batches and page 2's first), then the store is
+    # full: the delete stops in page 2, and the two lines of the log say what that page did and
+    # where the whole run stood. It is "stopped" by the store's error, not "interrupted".
+    when = logical_date()
+    now = int(when.timestamp())
+    old = [{"id": f"o{i:04d}", "created_at": now - 100 * 86400 - i, "source": "crm"} for i in range(1000)]
+    server.load("events", old)
+    flaky_store.full_after = 4
+    receipt = "flaky://flaky-bucket/retention-full.jsonl"
+    result = run_dag("e2e_filter_retention_receipt", conf={"receipt": receipt}, logical_date=when)
+    assert result.tasks["delete"] == "failed", result
+    out = capfd.readouterr()
+    text = out.out + out.err
+    assert re.search(
+        r"delete on collection 'events' stopped by OSError: 100 of \d+ ids acknowledged in 1 of 3 batches; "
+        r"outcome unknown: 100 ids",
+        text,
+    ), text[-3000:]
+    assert re.search(
+        r"Delete by filter of collection 'events' stopped \(OSError\) while deleting page 2 \(\d+ ids\): "
+        r"300 ids of the 1000 that matched at the start deleted in the pages before it",
+        text,
+    ), text[-3000:]
+    assert "No space left on device" in text
+    # page 2's second batch was applied without its line; nothing after it was sent
+    assert len(deleted(server)) == 500 and len(server.records("events")) == 500
+
+
 def test_filter_only_deletes_what_it_matches_across_pages(server):
     rows = events(logical_date()) + [{"id": f"x{i}", "created_at": 1, "source": "crm"} for i in range(3000)]
     server.load("events", rows)
