@@ -119,7 +119,10 @@ def run_batches(
     total = -(-len(items) // batch_size)
     if result is None:
         result = BatchResult(target=target, action=action)
-    result.ids_requested, result.batches_total = len(items), total
+    # A result passed in (a streamed upsert runs one call per chunk) counts on from where it
+    # stood, so its progress lines read "160/200 ids in 16/20 batches", never "160/40 ... 16/4".
+    result.ids_requested += len(items)
+    result.batches_total += total
     if not items:
         log.info("VikingDB %s on %s: no ids given, nothing sent", action, target)
         return result

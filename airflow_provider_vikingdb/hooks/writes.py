@@ -196,8 +196,8 @@ class VikingDBWritesMixin(_Base):
             except VikingDBBatchError as exc:
                 # Renumber the chunk's error for the whole stream; the rows never read are not done.
                 rest = _drain_keys(source, key_field)
-                result.ids_requested = sent_rows + len(chunk) + len(rest)
-                result.batches_total = batches_before + exc.result.batches_total + -(-len(rest) // batch_size)
+                result.ids_requested += len(rest)  # already counts this chunk and those before
+                result.batches_total += -(-len(rest) // batch_size)
                 raise VikingDBBatchError(
                     exc.cause,
                     action="upsert",
@@ -210,8 +210,6 @@ class VikingDBWritesMixin(_Base):
                 ) from exc.cause
             done.extend(chunk.ids)
             sent_rows += len(chunk)
-            result.batches_total = batches_before + -(-len(chunk) // batch_size)
-            result.ids_requested = sent_rows
         return result
 
     def _run_batches(

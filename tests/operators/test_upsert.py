@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 import time
 
@@ -313,6 +314,18 @@ def test_a_missing_file_fails_naming_it(server, tmp_path):
         run(op)
     assert "no.jsonl cannot be read: FileNotFoundError" in str(info.value)
     assert server.requests == []
+
+
+def test_a_streamed_upsert_logs_its_progress_over_the_whole_stream(server, caplog, capfd):
+    # One batch pool per chunk, one summary: each chunk's line counts what was read so far, never
+    # this chunk's requested against the whole stream's done ("200/100 ids in 2/1 batches").
+    hook = VikingDBHook(max_concurrency=1)
+    result = hook.upsert(iter(rows(250)), collection_name="docs", chunk_rows=100)
+    assert (result.ids_done, result.ids_requested, result.batches, result.batches_total) == (250, 250, 3, 3)
+    out, err = capfd.readouterr()
+    logged = "\n".join([caplog.text, out, err])
+    lines = re.findall(r"upsert on collection 'docs': (\d+/\d+ ids in \d+/\d+ batches)", logged)
+    assert lines == ["100/100 ids in 1/1 batches", "200/200 ids in 2/2 batches", "250/250 ids in 3/3 batches"]
 
 
 def test_the_hook_streams_an_iterable_in_chunks_and_numbers_batches_across_them(server):
