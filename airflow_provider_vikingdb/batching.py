@@ -35,6 +35,7 @@ from airflow_provider_vikingdb.exceptions import (
     next_step,
     outcome_text,
     plural,
+    retry_helps,
     stopping_cause,
 )
 from airflow_provider_vikingdb.ids import batched
@@ -254,6 +255,9 @@ def run_batches(
             errors = {n: e for n, e in failed.items() if not isinstance(e, VikingDBInterruptedError)}
             tell_unknown(items, batch_size, unknown, errors, on_unknown, log)
         interrupted = not isinstance(stop, Exception)
+        # A batch may also have failed for good meanwhile (a 400 beside a full receipt store): say
+        # which, and let it decide whether another try can help.
+        also = stopping_cause(errors) if errors else None
         log.error(
             "VikingDB %s on %s %s: %s Nothing more will be sent. %s",
             action,
@@ -278,8 +282,17 @@ def run_batches(
                 if earlier_batches
                 else ""
             ),
-            next_step(action, retry_helps=True),
+            next_step(action, retry_helps=also is None or retry_helps(errors[also])),
         )
+        if also is not None:
+            log.error(
+                "VikingDB %s on %s: batch %d of %d had failed too: %s",
+                action,
+                target,
+                also,
+                total,
+                errors[also],
+            )
         raise
 
     if failed:

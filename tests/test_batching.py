@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_vikingdb import batching
 from airflow_provider_vikingdb.batching import run_batches
-from airflow_provider_vikingdb.exceptions import VikingDBInterruptedError
+from airflow_provider_vikingdb.exceptions import VikingDBError, VikingDBInterruptedError
 
 
 class Stopped(BaseException):
@@ -186,3 +186,31 @@ def test_a_second_interrupt_while_the_call_waits_for_its_workers_still_gets_the_
     assert acknowledged == [list(range(10))]
     assert unknown == [list(range(10, 20))]
     assert "interrupted: 10 of 30 ids acknowledged in 1 of 3 batches; outcome unknown: 10 ids" in caplog.text
+
+
+def test_a_batch_that_failed_for_good_beside_a_broken_callback_is_named_and_decides_the_next_step(caplog):
+    # Batch 2's receipt line cannot be written while batch 3 is refused (a 400): the call stops
+    # with the store's error, and the log must still name the refusal, and not promise that a
+    # retry finishes the job (it would be refused again).
+    refused = VikingDBError("field v is bad", code="InvalidParameter", http_status=400, request_id="rq-3")
+    batch_3_sent = threading.Event()
+
+    def send(batch, cancel):
+        if batch[0] == 20:
+            batch_3_sent.set()
+            raise refused
+        if batch[0] == 10:
+            assert batch_3_sent.wait(10)
+        return {"request_id": "r"}
+
+    def on_batch(batch, envelope):
+        if batch[0] == 10:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError), caplog.at_level(logging.INFO, logger="test"):
+        run_pool(send, concurrency=3, on_batch=on_batch)
+    join_workers()
+    assert "stopped by OSError: 10 of 30 ids acknowledged in 1 of 3 batches" in caplog.text
+    assert "batch 3 of 3 had failed too: " + str(refused) in caplog.text
+    assert "Fix the cause above, then clear the task" in caplog.text
+    assert "sends all of them again, those already applied included, and finishes" not in caplog.text
