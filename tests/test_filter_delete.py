@@ -78,8 +78,16 @@ def test_random_paging_never_redeletes_nor_spins_on_still_indexed_ids(server):
     assert len(sent) == len(set(sent)) == 4000
     assert result.remaining == 0
     searches = [r for r in server.requests if r.path.endswith("/search/random")]
-    offsets = [r.body["offset"] for r in searches]
-    assert len(offsets) == len(set(offsets))  # each search looked further on: never the same page twice
+    # Each search of a pass looked further on: never the same page twice. A slow machine can make
+    # a second pass (the first pages' deletes reach the index within the pass, the index shrinks
+    # under the offset, and the verifying count finds what was skipped); that pass starts at 0.
+    passes: list[list[int]] = []
+    for search in searches:
+        if search.body["offset"] == 0:
+            passes.append([])
+        passes[-1].append(search.body["offset"])
+    assert len(passes) == result.passes
+    assert all(offsets == sorted(set(offsets)) for offsets in passes), passes
     assert result.searches == len(searches)
 
 
