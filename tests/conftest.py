@@ -8,6 +8,10 @@ airflow (this package's pytest11 plugin imports nothing heavy at module level).
 import errno
 import json
 import os
+import signal
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +33,59 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
         )
     ]
 )
+
+
+class Interrupted(BaseException):
+    """What Airflow raises in a task's main thread, from a signal handler, on its execution timeout
+    (AirflowTaskTimeout) or SIGTERM (AirflowTaskTerminated, from the operators' on_kill)."""
+
+
+class Interrupter:
+    """Interrupts the main thread as Airflow does: a signal whose handler raises ``Interrupted``."""
+
+    def __init__(self) -> None:
+        #: set once the handler has run (a test may clear it to wait for the next one)
+        self.handled = threading.Event()
+        self._watchers: list[threading.Thread] = []
+        self._previous = signal.signal(signal.SIGUSR1, self._handler)
+
+    def _handler(self, signum, frame):
+        self.handled.set()
+        raise Interrupted
+
+    def __call__(self) -> threading.Event:
+        """Send it now, from any thread; returns ``handled``."""
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return self.handled
+
+    def when(self, condition: Callable[[], bool], *, then: float = 0.0, timeout: float = 20.0) -> None:
+        """Send it from a watcher thread once ``condition()`` holds (after ``timeout`` s at the
+        latest), ``then`` seconds later."""
+
+        def watch() -> None:
+            deadline = time.monotonic() + timeout
+            while not condition() and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(then)
+            self()
+
+        watcher = threading.Thread(target=watch, name="test-interrupter", daemon=True)
+        self._watchers.append(watcher)
+        watcher.start()
+
+    def close(self) -> None:
+        for watcher in self._watchers:
+            watcher.join(timeout=30)
+        signal.signal(signal.SIGUSR1, self._previous)
+
+
+@pytest.fixture
+def interrupt():
+    """``interrupt()`` interrupts the main thread now, ``interrupt.when(condition, then=s)`` once
+    ``condition()`` holds: raising ``Interrupted`` there, as Airflow's timeout and SIGTERM do."""
+    interrupter = Interrupter()
+    yield interrupter
+    interrupter.close()
 
 
 #: what the next opens of the ``flaky_store`` raise, one each (module-level: fsspec and the path

@@ -7,8 +7,6 @@ main thread; these tests interrupt the pool the same way, from a worker, at chos
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 
 import pytest
@@ -16,30 +14,7 @@ import pytest
 from airflow_provider_vikingdb import batching
 from airflow_provider_vikingdb.batching import run_batches
 from airflow_provider_vikingdb.exceptions import VikingDBError, VikingDBInterruptedError
-
-
-class Stopped(BaseException):
-    """Stands for AirflowTaskTerminated / the execution timeout: raised in the main thread."""
-
-
-@pytest.fixture
-def interrupt():
-    """``interrupt()``: from any thread, make the main thread raise ``Stopped`` (as a signal
-    handler does); returns an Event set once the handler has run."""
-    handled = threading.Event()
-
-    def handler(signum, frame):
-        handled.set()
-        raise Stopped
-
-    previous = signal.signal(signal.SIGUSR1, handler)
-
-    def fire() -> threading.Event:
-        os.kill(os.getpid(), signal.SIGUSR1)
-        return handled
-
-    yield fire
-    signal.signal(signal.SIGUSR1, previous)
+from tests.conftest import Interrupted
 
 
 def run_pool(send, **kwargs):
@@ -75,7 +50,7 @@ def test_a_batch_answered_after_the_interrupt_report_stays_unknown_and_gets_no_r
         assert release.wait(10)  # answered only once the report is made
         return {"request_id": f"r{number}"}
 
-    with pytest.raises(Stopped):
+    with pytest.raises(Interrupted):
         run_pool(
             send,
             on_batch=lambda batch, envelope: acknowledged.append(list(batch)),
@@ -108,7 +83,7 @@ def test_an_interrupt_during_the_receipt_write_waits_for_it_and_reports_that_bat
             assert cancels[-1].wait(10)  # ...and has cancelled: no batch 3
         lines.append(list(batch))
 
-    with pytest.raises(Stopped), caplog.at_level(logging.INFO, logger="test"):
+    with pytest.raises(Interrupted), caplog.at_level(logging.INFO, logger="test"):
         run_pool(send, concurrency=1, on_batch=on_batch, on_unknown=lambda b, e: told_unknown.append(list(b)))
     join_workers()
     assert lines == [list(range(10)), list(range(10, 20))]
@@ -174,7 +149,7 @@ def test_a_second_interrupt_while_the_call_waits_for_its_workers_still_gets_the_
         assert release.wait(10)  # answered only once the call has raised
         return {"request_id": "r2"}
 
-    with pytest.raises(Stopped), caplog.at_level(logging.INFO, logger="test"):
+    with pytest.raises(Interrupted), caplog.at_level(logging.INFO, logger="test"):
         run_pool(
             send,
             concurrency=1,

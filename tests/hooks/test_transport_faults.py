@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import signal
 import threading
@@ -20,6 +19,7 @@ import pytest
 
 from airflow_provider_vikingdb.exceptions import VikingDBBatchError, VikingDBError
 from airflow_provider_vikingdb.hooks.vikingdb import DELETE_PATH, FETCH_IN_INDEX_PATH, VikingDBHook
+from tests.conftest import Interrupted
 from tests.hooks.conftest import API_KEY, SESSION_TOKEN, SK
 
 
@@ -383,10 +383,6 @@ def test_a_tls_hint_quoted_in_a_batch_error_ends_with_one_full_stop(server, monk
 # ---------------------------------------------------------------- interrupts
 
 
-class Interrupted(BaseException):
-    """What Airflow raises in the task's main thread on execution_timeout or SIGTERM."""
-
-
 def test_an_interrupt_while_the_workers_start_is_reported_like_any_other(server, monkeypatch, caplog, capfd):
     # SIGTERM or the execution timeout can land while the pool is starting its workers: the
     # report must not trip over a worker that was never started.
@@ -445,32 +441,17 @@ def test_an_interrupt_stops_every_batch_at_once_and_says_what_was_done(server, c
     assert not [t for t in threading.enumerate() if t.name.startswith("vikingdb-delete")]
 
 
-def test_a_batch_waiting_for_the_rate_limiter_when_interrupted_was_never_sent(server, caplog, capfd):
+def test_a_batch_waiting_for_the_rate_limiter_when_interrupted_was_never_sent(
+    server, interrupt, caplog, capfd
+):
     # 50 rows/s: batch 2 waits 2 s for the limiter after batch 1. Interrupted in that wait, it
     # was never sent: "not deleted", not "outcome unknown" (which would ask a rollback or an
     # audit to treat those ids as maybe deleted).
     ids = load(server, 300)
     hook = VikingDBHook(max_concurrency=1, rows_per_second=50)
-
-    def interrupt(signum, frame):
-        raise Interrupted
-
-    def after_batch_1():
-        deadline = time.monotonic() + 10
-        while not any(r.status == 200 for r in deletes(server)) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(0.3)
-        os.kill(os.getpid(), signal.SIGALRM)
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    watcher = threading.Thread(target=after_batch_1, daemon=True)
-    watcher.start()
-    try:
-        with pytest.raises(Interrupted):
-            hook.delete(ids, collection_name="test_coll")
-    finally:
-        watcher.join(10)
-        signal.signal(signal.SIGALRM, previous)
+    interrupt.when(lambda: any(r.status == 200 for r in deletes(server)), then=0.3)  # after batch 1
+    with pytest.raises(Interrupted):
+        hook.delete(ids, collection_name="test_coll")
     out, err = capfd.readouterr()
     line = next(text for text in "\n".join([caplog.text, out, err]).splitlines() if "interrupted:" in text)
     assert "100 of 300 ids acknowledged in 1 of 3 batches; outcome unknown: 0 ids;" in line

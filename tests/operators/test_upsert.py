@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import re
 import threading
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from airflow_provider_vikingdb._compat import AirflowException, AirflowFailExcep
 from airflow_provider_vikingdb.hooks.vikingdb import UPSERT_PATH, VikingDBHook
 from airflow_provider_vikingdb.operators.upsert import UNFINISHED
 from airflow_provider_vikingdb.operators.vikingdb import VikingDBUpsertOperator
+from tests.conftest import Interrupted
 
 
 class FakeTI:
@@ -236,20 +236,14 @@ def test_an_interrupted_load_pushes_the_batch_in_flight_too(server):
 
 
 def test_a_streamed_load_interrupted_in_its_second_chunk_says_what_each_chunk_did(
-    server, tmp_path, caplog, capfd
+    server, tmp_path, interrupt, caplog, capfd
 ):
     # records_path is streamed in chunks (batch_size 10 x 16 x 1 worker = 160 rows), one batch
-    # pool per chunk sharing one summary. SIGALRM (as Airflow's timeout) lands while the second
+    # pool per chunk sharing one summary. A signal (as Airflow's timeout) lands while the second
     # chunk's first batch is in flight. Its line must not count the first chunk's 16 batches as
     # this chunk's ("0 of 40 ids acknowledged in 16 of 4 batches"), and must say what the first
     # chunk wrote, as the written_ids line does.
-    import os
-    import signal
-
     from airflow_provider_vikingdb.local.faults import full_path
-
-    class Interrupted(BaseException):
-        pass
 
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps({"id": n}) + "\n" for n in range(1, 201)))
@@ -259,24 +253,9 @@ def test_a_streamed_load_interrupted_in_its_second_chunk_says_what_each_chunk_di
         task_id="load", collection_name="nums", records_path=str(path), batch_size=10, max_concurrency=1
     )
 
-    def interrupt(signum, frame):
-        raise Interrupted
-
-    def when_batch_17_arrives():
-        deadline = time.monotonic() + 20
-        while stall.remaining and time.monotonic() < deadline:
-            time.sleep(0.002)
-        os.kill(os.getpid(), signal.SIGALRM)
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    watcher = threading.Thread(target=when_batch_17_arrives, daemon=True)
-    watcher.start()
-    try:
-        with pytest.raises(Interrupted) as info:
-            run(op)
-    finally:
-        watcher.join(25)
-        signal.signal(signal.SIGALRM, previous)
+    interrupt.when(lambda: not stall.remaining)  # batch 17 has reached the server
+    with pytest.raises(Interrupted) as info:
+        run(op)
     assert info.value.pushed["written_ids"] == list(range(1, 171))  # 160 acknowledged, 10 maybe
     out, err = capfd.readouterr()
     line = next(t for t in "\n".join([caplog.text, out, err]).splitlines() if "interrupted:" in t)
