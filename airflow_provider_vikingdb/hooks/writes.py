@@ -175,7 +175,6 @@ class VikingDBWritesMixin(_Base):
         checker = RecordChecker(key_field, label="rows[{}]")
         source = iter(rows)
         done: list[str | int] = []
-        sent_rows = 0
         while True:
             chunk = CheckedRecords(key_field)
             try:
@@ -183,7 +182,7 @@ class VikingDBWritesMixin(_Base):
                     chunk.ids.append(checker.check(row))
                     chunk.append(row if isinstance(row, dict) else dict(row))
             except InvalidRecordsError as exc:
-                where = "Nothing was sent." if not sent_rows else (
+                where = "Nothing was sent." if not result.ids_requested else (
                     f"The {result.ids_done} rows before it were written ({result.batches} batches); "
                     "nothing after it was sent."
                 )  # fmt: skip
@@ -209,7 +208,6 @@ class VikingDBWritesMixin(_Base):
                     failures={batches_before + n: e for n, e in exc.failures.items()},
                 ) from exc.cause
             done.extend(chunk.ids)
-            sent_rows += len(chunk)
         return result
 
     def _run_batches(
