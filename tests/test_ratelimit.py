@@ -561,7 +561,7 @@ def test_simulated_quota_raised_mid_run_is_found():
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.parametrize("count", [2, 4])
+@pytest.mark.parametrize("count", [2, 3, 4, 6, 8])
 def test_simulated_processes_sharing_a_quota_converge_to_fair_shares(count, seed):
     # Started a few ms apart, as released workers are: the first drains the burst alone.
     # The old limiter left one of four at ~10-20 % of its share for most of the run.
@@ -569,8 +569,9 @@ def test_simulated_processes_sharing_a_quota_converge_to_fair_shares(count, seed
     assert all(r["rows"] == r["ids"] for r in runs)  # nothing lost
     assert min(fair_shares(runs, 1500)) >= 0.6
     assert combined(runs, 1500) >= 0.92
-    # Every process probes on its own: 429s grow with the number of processes (start included).
-    assert throttled(runs) <= 0.04 * count
+    # Every process probes on its own: 429s grow with the number of processes (start included),
+    # at most 3 % of requests per process (docs/performance.md: 3.5 % at 2 on the bench, 20 % at 8).
+    assert throttled(runs) <= 0.03 * count
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
