@@ -139,6 +139,7 @@ def run_batches(
     #: what ``result`` held before this call (a streamed upsert runs one call per chunk)
     earlier_ids, earlier_batches = result.ids_done, result.batches
     reported = [False]  # the interrupted call has said what it did: nothing may change that now
+    told: set[int] = set()  # the batches on_unknown has heard of: each hears once
 
     def one(number: int, batch: Sequence[Any]) -> bool:
         with lock:
@@ -223,6 +224,10 @@ def run_batches(
             wait()
         if broken:
             raise broken[0]
+        if failed:
+            # Inside the try: an interruption while on_unknown hears of these goes to the report
+            # below, which tells it of the rest (and says what was done).
+            tell_unknown(items, batch_size, _lost(failed), failed, on_unknown, log, told)
     except BaseException as stop:
         # Interrupted (Airflow's timeout, SIGTERM), or a callback broke: stop everything, wait
         # briefly for the workers, say what was and was not done, and let it go on up.
@@ -253,7 +258,7 @@ def run_batches(
             # A batch the interruption cut off in flight is told with no error (None), as the
             # callback's contract says: "in flight when interrupted".
             errors = {n: e for n, e in failed.items() if not isinstance(e, VikingDBInterruptedError)}
-            tell_unknown(items, batch_size, unknown, errors, on_unknown, log)
+            tell_unknown(items, batch_size, unknown, errors, on_unknown, log, told, stopping=True)
         interrupted = not isinstance(stop, Exception)
         # A batch may also have failed for good meanwhile (a 400 beside a full receipt store): say
         # which, and let it decide whether another try can help.
@@ -298,7 +303,6 @@ def run_batches(
     if failed:
         unknown = _lost(failed)
         done_keys, unknown_keys, not_done = split_outcomes(items, batch_size, done, unknown, keys)
-        tell_unknown(items, batch_size, unknown, failed, on_unknown, log)
         cause = failed[stopping_cause(failed)]
         raise VikingDBBatchError(
             cause,
@@ -344,20 +348,37 @@ def tell_unknown(
     failed: dict[int, VikingDBError],
     on_unknown: OnUnknown | None,
     log: Any,
+    told: set[int],
+    *,
+    stopping: bool = False,
 ) -> None:
-    """``on_unknown(batch, error)`` for each batch whose outcome is unknown, in batch order.
+    """``on_unknown(batch, error)`` for each batch whose outcome is unknown, in batch order, but
+    those in ``told`` (0-based numbers), which it adds to.
 
     Runs while the call is stopping: a callback that fails is logged, never raised over the
-    error (or the interruption) that stopped the call.
+    error that stopped the call. A batch is told at most once: it goes into ``told`` before its
+    callback runs, so a call interrupted while telling (that goes up to the report, which tells
+    the rest) does not tell it twice (a receipt would count its ids twice). When ``stopping``
+    (the report of an interrupted call), a further interruption inside a callback is logged too,
+    and the other batches are still told.
     """
     if on_unknown is None or not unknown:
         return
     for number, batch in enumerate(batched(items, batch_size)):
-        if number in unknown:
+        if number in unknown and number not in told:
+            told.add(number)
             try:
                 on_unknown(batch, failed.get(number + 1))
             except Exception as exc:
                 log.error("on_unknown for batch %d failed: %s: %s", number + 1, type(exc).__name__, exc)
+            except BaseException as again:
+                if not stopping:
+                    raise
+                log.warning(
+                    "on_unknown for batch %d interrupted again (%s): telling the others",
+                    number + 1,
+                    type(again).__name__,
+                )
 
 
 def report(log: Any, action: str, result: BatchResult, started: float) -> None:

@@ -13,7 +13,11 @@ import pytest
 
 from airflow_provider_vikingdb import batching
 from airflow_provider_vikingdb.batching import run_batches
-from airflow_provider_vikingdb.exceptions import VikingDBError, VikingDBInterruptedError
+from airflow_provider_vikingdb.exceptions import (
+    VikingDBConnectionError,
+    VikingDBError,
+    VikingDBInterruptedError,
+)
 from tests.conftest import Interrupted
 
 
@@ -189,3 +193,72 @@ def test_a_batch_that_failed_for_good_beside_a_broken_callback_is_named_and_deci
     assert "batch 3 of 3 had failed too: " + str(refused) in caplog.text
     assert "Fix the cause above, then clear the task" in caplog.text
     assert "sends all of them again, those already applied included, and finishes" not in caplog.text
+
+
+def lost_answer(number: int) -> VikingDBError:
+    """A batch whose answer timed out after the hook's retries: it may have been applied."""
+    return VikingDBConnectionError(f"read timed out (batch {number})", code="Timeout")
+
+
+def test_an_interrupt_while_a_failed_call_tells_its_unknown_batches_still_tells_each_once_and_reports(
+    interrupt, caplog
+):
+    # Batches 2 and 3 time out for good (outcome unknown). While the call tells on_unknown of
+    # batch 2 (a receipt line, an upsert's written_ids), SIGTERM arrives. Before, the interruption
+    # went straight up: batch 3 was never told (a rollback from written_ids left it behind) and no
+    # line said what was done.
+    both_sent = threading.Barrier(2, timeout=10)
+
+    def send(batch, cancel):
+        if batch[0] == 0:
+            return {"request_id": "r1"}
+        both_sent.wait()
+        raise lost_answer(batch[0] // 10 + 1)
+
+    told = []
+
+    def on_unknown(batch, error):
+        told.append((list(batch), type(error).__name__))
+        if len(told) == 1:
+            assert interrupt().wait(10)
+
+    with pytest.raises(Interrupted), caplog.at_level(logging.INFO, logger="test"):
+        run_pool(send, concurrency=2, on_unknown=on_unknown)
+    join_workers()
+    assert told == [
+        (list(range(10, 20)), "VikingDBConnectionError"),
+        (list(range(20, 30)), "VikingDBConnectionError"),
+    ]
+    assert "interrupted: 10 of 30 ids acknowledged in 1 of 3 batches; outcome unknown: 20 ids" in caplog.text
+    assert "had failed too: " in caplog.text
+
+
+def test_an_interrupt_inside_on_unknown_while_the_call_reports_does_not_keep_the_other_batches_untold(
+    interrupt, caplog
+):
+    # SIGTERM stops the call with batches 2 and 3 in flight; the execution timeout lands while the
+    # report tells on_unknown of batch 2. Batch 3 must still be told, and the report made.
+    release = threading.Event()
+    both_sent = threading.Barrier(2, timeout=10)
+    told = []
+
+    def send(batch, cancel):
+        if batch[0] == 0:
+            return {"request_id": "r1"}
+        if both_sent.wait() == 0:
+            assert interrupt().wait(10)  # SIGTERM while batches 2 and 3 are in flight
+        assert release.wait(10)  # answered only after the call has raised
+        return {"request_id": "late"}
+
+    def on_unknown(batch, error):
+        told.append(list(batch))
+        if len(told) == 1:
+            interrupt.handled.clear()
+            assert interrupt().wait(10)  # the execution timeout, a moment later
+
+    with pytest.raises(Interrupted), caplog.at_level(logging.INFO, logger="test"):
+        run_pool(send, concurrency=2, on_unknown=on_unknown)
+    release.set()
+    join_workers()
+    assert told == [list(range(10, 20)), list(range(20, 30))]
+    assert "interrupted: 10 of 30 ids acknowledged in 1 of 3 batches; outcome unknown: 20 ids" in caplog.text
