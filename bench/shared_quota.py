@@ -17,8 +17,9 @@ Cases (ids per process): ``2x`` = 2 x 30 000 and ``4x`` = 4 x 15 000 (60 000 in 
 in bench/throughput.py's quota run, so that the figures compare), ``staggered`` = 20 000
 and 5 000 (the second stops early: the first should take up the quota it frees). Asked for
 by name, ``late`` = 60 000 and 15 000 released 10 s later (a rollback started during a
-retention delete): how long the newcomer takes to get 80 % of its fair share; ``3x``, ``6x`` and
-``8x`` = 60 000 split evenly (how the 429s grow with the number of processes); ``alone`` =
+retention delete): how long the newcomer takes to get 80 % of its fair share; ``3x``, ``6x``,
+``8x``, ``16x`` and ``24x`` = about 60 000 split evenly (how the 429s grow with the number of
+processes; 16 is Airflow's default ``max_active_tasks`` of a DAG); ``alone`` =
 one process of 60 000 (bench/throughput.py's hook run, with this bench's columns).
 
 ``--quota-burst S`` sizes the server's bucket (S seconds of quota, default 1): the service's
@@ -73,6 +74,8 @@ CASES = {
     "4x": [15_000] * 4,
     "6x": [10_000] * 6,
     "8x": [7_500] * 8,
+    "16x": [3_700] * 16,
+    "24x": [2_500] * 24,
     "staggered": [20_000, 5_000],
     "late": [60_000, 15_000],
     "alone": [60_000],
