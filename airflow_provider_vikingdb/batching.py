@@ -356,19 +356,21 @@ def tell_unknown(
     those in ``told`` (0-based numbers), which it adds to.
 
     Runs while the call is stopping: a callback that fails is logged, never raised over the
-    error that stopped the call. A batch is told at most once: it goes into ``told`` before its
-    callback runs, so a call interrupted while telling (that goes up to the report, which tells
-    the rest) does not tell it twice (a receipt would count its ids twice). When ``stopping``
-    (the report of an interrupted call), a further interruption inside a callback is logged too,
-    and the other batches are still told.
+    error that stopped the call. A batch is told at most once: it goes into ``told`` once its
+    callback was called, however that ended, so a call interrupted while telling (that goes up to
+    the report, which tells the rest) does not tell it twice (a receipt would count its ids twice).
+    Not before: a signal's handler can run as soon as a call returns, and an interruption just
+    after the batch went in would have left it untold. When ``stopping`` (the report of an
+    interrupted call), a further interruption inside a callback is logged too, and the other
+    batches are still told.
     """
     if on_unknown is None or not unknown:
         return
     for number, batch in enumerate(batched(items, batch_size)):
         if number in unknown and number not in told:
-            told.add(number)
+            error = failed.get(number + 1)
             try:
-                on_unknown(batch, failed.get(number + 1))
+                on_unknown(batch, error)
             except Exception as exc:
                 log.error("on_unknown for batch %d failed: %s: %s", number + 1, type(exc).__name__, exc)
             except BaseException as again:
@@ -379,6 +381,9 @@ def tell_unknown(
                     number + 1,
                     type(again).__name__,
                 )
+            finally:
+                # Here, not before the call: an interruption that lands first leaves it to the report.
+                told.add(number)
 
 
 def report(log: Any, action: str, result: BatchResult, started: float) -> None:
