@@ -351,3 +351,32 @@ def test_an_interrupt_just_before_a_failed_call_tells_a_batch_still_tells_it_onc
         assert report in caplog.text
         point += 1
     assert point >= 6  # two calls before the first batch, and at least two for each
+
+
+def test_an_interrupt_while_a_failed_call_sorts_its_ids_out_after_telling_still_reports(interrupt, caplog):
+    # Batches 2 and 3 time out for good and on_unknown has heard of both; SIGTERM lands while the
+    # failed call sorts the ids into done, unknown and not done for its VikingDBBatchError (keys()
+    # runs over every batch: the longest step after the telling). The interruption went straight
+    # up and no line said what was done, the very thing the telling was moved into the try for.
+    both_sent = threading.Barrier(2, timeout=10)
+
+    def send(batch, cancel):
+        if batch[0] == 0:
+            return {"request_id": "r1"}
+        both_sent.wait()
+        raise lost_answer(batch[0] // 10 + 1)
+
+    told, sorting = [], []
+
+    def keys(batch):
+        if len(told) == 2 and not sorting:
+            sorting.append(list(batch))
+            assert interrupt().wait(10)
+        return list(batch)
+
+    with pytest.raises(Interrupted), caplog.at_level(logging.INFO, logger="test"):
+        run_pool(send, concurrency=2, keys=keys, on_unknown=lambda batch, error: told.append(list(batch)))
+    join_workers()
+    assert sorting == [list(range(10))]
+    assert told == [list(range(10, 20)), list(range(20, 30))]
+    assert "interrupted: 10 of 30 ids acknowledged in 1 of 3 batches; outcome unknown: 20 ids" in caplog.text
