@@ -140,6 +140,8 @@ def run_batches(
     earlier_ids, earlier_batches = result.ids_done, result.batches
     reported = [False]  # the interrupted call has said what it did: nothing may change that now
     told: set[int] = set()  # the batches on_unknown has heard of: each hears once
+    #: a batch failed for good: the error, made inside the ``try`` below, raised after it
+    failure: VikingDBBatchError | None = None
 
     def one(number: int, batch: Sequence[Any]) -> bool:
         with lock:
@@ -225,9 +227,22 @@ def run_batches(
         if broken:
             raise broken[0]
         if failed:
-            # Inside the try: an interruption while on_unknown hears of these goes to the report
-            # below, which tells it of the rest (and says what was done).
-            tell_unknown(items, batch_size, _lost(failed), failed, on_unknown, log, told)
+            # Inside the try: an interruption while on_unknown hears of these, or while their ids
+            # are sorted out (keys() over every batch), goes to the report below, which tells it of
+            # the rest (and says what was done).
+            unknown = _lost(failed)
+            tell_unknown(items, batch_size, unknown, failed, on_unknown, log, told)
+            done_keys, unknown_keys, not_done = split_outcomes(items, batch_size, done, unknown, keys)
+            failure = VikingDBBatchError(
+                failed[stopping_cause(failed)],
+                action=action,
+                result=result,
+                failed_batches=sorted(failed),
+                done_ids=done_keys,
+                unknown_ids=unknown_keys,
+                not_done_ids=not_done,
+                failures=failed,
+            )
     except BaseException as stop:
         # Interrupted (Airflow's timeout, SIGTERM), or a callback broke: stop everything, wait
         # briefly for the workers, say what was and was not done, and let it go on up.
@@ -300,20 +315,8 @@ def run_batches(
             )
         raise
 
-    if failed:
-        unknown = _lost(failed)
-        done_keys, unknown_keys, not_done = split_outcomes(items, batch_size, done, unknown, keys)
-        cause = failed[stopping_cause(failed)]
-        raise VikingDBBatchError(
-            cause,
-            action=action,
-            result=result,
-            failed_batches=sorted(failed),
-            done_ids=done_keys,
-            unknown_ids=unknown_keys,
-            not_done_ids=not_done,
-            failures=failed,
-        ) from cause
+    if failure is not None:
+        raise failure from failure.cause
     report(log, action, result, started)
     return result
 
