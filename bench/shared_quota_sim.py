@@ -20,7 +20,8 @@ pause and the alone mode are as shipped). None is a candidate: each lowers the 4
 them, the lowest share, the combined throughput or the pickup. Two of them are told the number
 of processes, which a process cannot measure: the cubic slowed by it (still on that trade-off),
 and the fixed cap at the quota / N that docs/performance.md suggests when the user knows N (no
-429s, and no pickup).
+429s, and no pickup). The last lines are the late joiner, and a crowd of 16, 24 and 32 processes
+before and with the once-a-second cut (docs/performance.md, "A crowd").
 """
 
 from __future__ import annotations
@@ -264,6 +265,36 @@ def late_joiner(seeds: range, burst: float = 1.0) -> str:
     )
 
 
+class CutOnlyOnceThrough(AdaptiveRateLimiter):
+    """The limiter before the once-a-second cut: no new event until a request got through."""
+
+    refused_for = float("inf")
+
+
+def crowd(seeds: range, burst: float = 1.0) -> list[str]:
+    """16, 24 and 32 processes of about 60 000 ids in all, before and with the once-a-second cut:
+    throttled share, the most 429s one batch got (past the hook's 60 it fails), lowest share,
+    combined (docs/performance.md, "A crowd")."""
+    lines = []
+    original = model.AdaptiveRateLimiter
+    try:
+        for count in (16, 24, 32):
+            procs = [(100 * (600 // count), 0.003 * p) for p in range(count)]
+            for rule in (CutOnlyOnceThrough, AdaptiveRateLimiter):
+                model.AdaptiveRateLimiter = rule
+                runs = [model.simulate(procs, quota=QUOTA, seed=s, burst=burst) for s in seeds]
+                worst = max(map(model.throttled, runs))
+                lines.append(
+                    f"{count} processes, {rule.__name__:19}: 429s {100 * worst:.1f}%,"
+                    f" most on one batch {max(r['most_429s'] for run in runs for r in run)},"
+                    f" lowest share {100 * min(min(model.fair_shares(run, QUOTA)) for run in runs):.0f}%,"
+                    f" combined {100 * min(model.combined(run, QUOTA, burst) for run in runs):.1f}%"
+                )
+    finally:
+        model.AdaptiveRateLimiter = original
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="seeds per case (default 20)")
@@ -297,6 +328,8 @@ def main() -> None:
     finally:
         model.AdaptiveRateLimiter = original
     print("\n" + late_joiner(seeds, burst))
+    print("\na crowd (worst of the seeds; CutOnlyOnceThrough is the limiter before the once-a-second cut):")
+    print("\n".join(crowd(seeds, burst)))
 
 
 if __name__ == "__main__":
