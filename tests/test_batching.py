@@ -204,13 +204,9 @@ def lost_answer(number: int) -> VikingDBError:
     return VikingDBConnectionError(f"read timed out (batch {number})", code="Timeout")
 
 
-def test_an_interrupt_while_a_failed_call_tells_its_unknown_batches_still_tells_each_once_and_reports(
-    interrupt, caplog
-):
-    # Batches 2 and 3 time out for good (outcome unknown). While the call tells on_unknown of
-    # batch 2 (a receipt line, an upsert's written_ids), SIGTERM arrives. Before, the interruption
-    # went straight up: batch 3 was never told (a rollback from written_ids left it behind) and no
-    # line said what was done.
+def later_batches_time_out():
+    """A ``send`` that acknowledges batch 1 and lets batches 2 and 3 time out for good (outcome
+    unknown), both sent before either fails."""
     both_sent = threading.Barrier(2, timeout=10)
 
     def send(batch, cancel):
@@ -218,6 +214,18 @@ def test_an_interrupt_while_a_failed_call_tells_its_unknown_batches_still_tells_
             return {"request_id": "r1"}
         both_sent.wait()
         raise lost_answer(batch[0] // 10 + 1)
+
+    return send
+
+
+def test_an_interrupt_while_a_failed_call_tells_its_unknown_batches_still_tells_each_once_and_reports(
+    interrupt, caplog
+):
+    # Batches 2 and 3 time out for good (outcome unknown). While the call tells on_unknown of
+    # batch 2 (a receipt line, an upsert's written_ids), SIGTERM arrives. Before, the interruption
+    # went straight up: batch 3 was never told (a rollback from written_ids left it behind) and no
+    # line said what was done.
+    send = later_batches_time_out()
 
     told = []
 
@@ -311,13 +319,7 @@ def failed_call_interrupted_after(point: int) -> tuple[list, bool, type[BaseExce
     """Batches 2 and 3 time out for good; SIGTERM right after the ``point``-th call the failed
     call makes while it first tells on_unknown of them: the batches told, whether it came, and
     what the call raised."""
-    both_sent = threading.Barrier(2, timeout=10)
-
-    def send(batch, cancel):
-        if batch[0] == 0:
-            return {"request_id": "r1"}
-        both_sent.wait()
-        raise lost_answer(batch[0] // 10 + 1)
+    send = later_batches_time_out()
 
     told: list[list[int]] = []
     with (
@@ -358,13 +360,7 @@ def test_an_interrupt_while_a_failed_call_sorts_its_ids_out_after_telling_still_
     # failed call sorts the ids into done, unknown and not done for its VikingDBBatchError (keys()
     # runs over every batch: the longest step after the telling). The interruption went straight
     # up and no line said what was done, the very thing the telling was moved into the try for.
-    both_sent = threading.Barrier(2, timeout=10)
-
-    def send(batch, cancel):
-        if batch[0] == 0:
-            return {"request_id": "r1"}
-        both_sent.wait()
-        raise lost_answer(batch[0] // 10 + 1)
+    send = later_batches_time_out()
 
     told, sorting = [], []
 
