@@ -610,7 +610,7 @@ def test_simulated_crowd_of_processes_does_not_refuse_a_batch_past_the_hooks_bud
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.parametrize("count", [2, 4])
+@pytest.mark.parametrize("count", [2, 4, 6, 8])
 def test_simulated_processes_capped_at_a_fair_share_are_not_throttled(count, seed):
     # What docs/performance.md tells a user who knows how many tasks share a collection: with
     # rows_per_second = quota / N, nothing probes above the fair share, from the first request on.
